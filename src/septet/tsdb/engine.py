@@ -1,0 +1,918 @@
+"""The storage engine: catalog, write-ahead log, memtable, segments per time partition,
+retention, the last-row cache and the merge of out-of-order and duplicate rows.
+
+Durability contract (also in docs/tsdb.md):
+1. A write (INSERT, insert_arrow) is acknowledged only after its WAL record is written whole
+   (and fsync'ed under ``fsync="always"``). After a crash, recovery replays every intact WAL
+   record newer than the manifest's checkpoint; a torn tail is truncated, never loaded.
+2. DDL (CREATE/DROP/ALTER, auto-created tables) is acknowledged after the manifest, which
+   holds the catalog, is atomically replaced (temp file, fsync, rename, fsync directory).
+3. A flush writes the memtable into new segment files (atomically), then a manifest that
+   names them and moves the WAL checkpoint, and only then deletes old WAL files and replaced
+   segments. A crash anywhere leaves either the old manifest (WAL still there) or the new one.
+4. DELETE flushes, then rewrites the affected partitions and commits them with the manifest.
+5. A row's identity is (table, timestamp): a later write of the same timestamp replaces the
+   whole row, in the memtable, across segments (newer segment wins) and in compaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import mmap
+import os
+import shutil
+import struct
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from septet.common.atomic import atomic_write_bytes, atomic_write_json
+from septet.tsdb.catalog import (
+    Column,
+    Database,
+    DatabaseOptions,
+    SuperTable,
+    Table,
+    arrow_type,
+    check_identifier,
+)
+from septet.tsdb.errors import TsdbError
+from septet.tsdb.segment import TS, BlockCache, SegmentReader, SegmentWriter, col_key
+from septet.tsdb.wal import WriteAheadLog, generations, read_records
+
+MANIFEST = "MANIFEST.json"
+_INSERT = 1
+_TABLE_HEADER = struct.Struct("<QI")
+_MAX_CHUNKS = 32  # memtable chunks per table before they are merged into one
+
+
+@dataclass
+class EngineOptions:
+    """How the engine trades durability and memory for speed."""
+
+    fsync: str = "always"  # "always" | "periodic" | "off": see septet.tsdb.wal
+    fsync_period_ms: int = 1000
+    memtable_bytes: int = 256 << 20  # flush when the memtable holds this much
+    max_segments: int = 4  # segments per partition before they are compacted into one
+    block_cache_bytes: int = 512 << 20
+
+    @staticmethod
+    def from_kwargs(kwargs: dict[str, Any]) -> EngineOptions:
+        known = {f.name for f in fields(EngineOptions)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TsdbError(
+                f"unknown option {unknown[0]!r}; the options are: {', '.join(sorted(known))}"
+            )
+        return EngineOptions(**kwargs)
+
+
+class _MemTable:
+    """The rows of one table not yet flushed: Arrow chunks in arrival order."""
+
+    __slots__ = ("chunks", "nbytes", "ranges", "sorted")
+
+    def __init__(self) -> None:
+        self.chunks: list[pa.Table] = []
+        self.ranges: list[tuple[int, int]] = []
+        self.sorted: list[bool] = []
+        self.nbytes = 0
+
+    def add(self, rows: pa.Table) -> None:
+        ts = rows.column(TS).to_numpy()
+        self.chunks.append(rows)
+        self.ranges.append((int(ts.min()), int(ts.max())))
+        self.sorted.append(bool(ts.size < 2 or (np.diff(ts) > 0).all()))
+        self.nbytes += rows.nbytes
+
+
+def merge_sources(sources: list[pa.Table]) -> pa.Table:
+    """Sources in age order (oldest first) -> one table sorted by ts, newest row per ts."""
+    sources = [s for s in sources if s.num_rows]
+    if not sources:
+        return None  # type: ignore[return-value]
+    if len(sources) == 1:
+        ts = sources[0].column(TS).to_numpy()
+        if ts.size < 2 or (np.diff(ts) > 0).all():
+            return sources[0]
+    else:
+        # Sorted, non-overlapping sources need no sort: order them by first timestamp.
+        spans = []
+        ok = True
+        for s in sources:
+            ts = s.column(TS).to_numpy()
+            if ts.size > 1 and not (np.diff(ts) > 0).all():
+                ok = False
+                break
+            spans.append((int(ts[0]), int(ts[-1]), s))
+        if ok:
+            spans.sort(key=lambda x: x[0])
+            if all(spans[i][1] < spans[i + 1][0] for i in range(len(spans) - 1)):
+                return pa.concat_tables([s for _, _, s in spans], promote_options="permissive")
+    table = pa.concat_tables(sources, promote_options="permissive")
+    ts = table.column(TS).to_numpy()
+    order = np.argsort(ts, kind="stable")
+    ts_sorted = ts[order]
+    keep = np.ones(ts_sorted.size, dtype=bool)
+    keep[:-1] = ts_sorted[1:] != ts_sorted[:-1]  # the last of a run of equal ts is the newest
+    return table.take(order[keep])
+
+
+class Engine:
+    """One database directory (or memory): every database, table and row in it."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, **options: Any):
+        self.options = EngineOptions.from_kwargs(options)
+        self.path = None if path is None else Path(path)
+        self.lock = threading.RLock()
+        self.dbs: dict[str, Database] = {}
+        self.segments: dict[tuple[str, int], list[str]] = {}
+        self.readers: dict[str, SegmentReader] = {}
+        self.mem: dict[int, _MemTable] = {}
+        self.mem_bytes = 0
+        self.uid_db: dict[int, str] = {}
+        self.by_uid: dict[int, Table] = {}
+        self.last_rows: dict[int, pa.Table | None] = {}
+        self.cache = BlockCache(self.options.block_cache_bytes)
+        self.next_uid = 1
+        self.next_seq = 1
+        self.next_segment = 1
+        self.flushed_seq = 0
+        self.wal_gen = 1
+        self.wal: WriteAheadLog | None = None
+        self._memory_segments: dict[str, bytes] = {}
+        self.closed = False
+        if self.path is not None:
+            self._open_directory()
+
+    # ----------------------------------------------------------------- lifecycle
+    def _open_directory(self) -> None:
+        assert self.path is not None
+        self.path.mkdir(parents=True, exist_ok=True)
+        manifest = self.path / MANIFEST
+        if manifest.exists():
+            m = json.loads(manifest.read_text())
+            self.dbs = {k: Database.from_json(v) for k, v in m["databases"].items()}
+            for key, names in m["segments"].items():
+                db, pid = key.rsplit("/", 1)
+                self.segments[(db, int(pid))] = names
+            self.next_uid = m["next_uid"]
+            self.next_seq = m["next_seq"]
+            self.next_segment = m["next_segment"]
+            self.flushed_seq = m["flushed_seq"]
+            self.wal_gen = m["wal_generation"]
+        for db in self.dbs.values():
+            for t in db.tables.values():
+                self.uid_db[t.uid] = db.name
+                self.by_uid[t.uid] = t
+        for names in self.segments.values():
+            for name in names:
+                self._open_segment(name)
+        self._recover()
+        self.wal = WriteAheadLog(
+            self.path / "wal", self.wal_gen, self.options.fsync, self.options.fsync_period_ms
+        )
+
+    def _recover(self) -> None:
+        """Replay every intact WAL record after the checkpoint into the memtable."""
+        assert self.path is not None
+        wal_dir = self.path / "wal"
+        for gen in generations(wal_dir):
+            if gen < self.wal_gen:
+                continue
+            for seq, kind, body in read_records(wal_dir / f"{gen:012d}.log"):
+                if seq <= self.flushed_seq:
+                    continue
+                self.next_seq = max(self.next_seq, seq + 1)
+                if kind == _INSERT:
+                    for uid, rows in _decode_insert(body):
+                        if uid in self.uid_db:
+                            self._mem_add(uid, self._conform(uid, rows))
+            self.wal_gen = max(self.wal_gen, gen)
+
+    def _conform(self, uid: int, rows: pa.Table) -> pa.Table:
+        """Drop columns a later ALTER removed (their ids are gone from the schema)."""
+        db = self.dbs[self.uid_db[uid]]
+        ids = {col_key(c.id) for c in db.columns_of(self._table_by_uid(uid))[1:]}
+        keep = [n for n in rows.column_names if n == TS or n in ids]
+        return rows.select(keep) if len(keep) != rows.num_columns else rows
+
+    def _table_by_uid(self, uid: int) -> Table:
+        table = self.by_uid.get(uid)
+        if table is None:
+            raise TsdbError(f"no table with uid {uid}")
+        return table
+
+    def close(self) -> None:
+        """Flush the memtable and release files."""
+        with self.lock:
+            if self.closed:
+                return
+            if self.path is not None:
+                self.flush()
+                assert self.wal is not None
+                self.wal.close()
+            for reader in self.readers.values():
+                reader.close()
+            self.readers.clear()
+            self.closed = True
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise TsdbError("the database connection is closed")
+
+    # ----------------------------------------------------------------- manifest
+    def _write_manifest(self) -> None:
+        if self.path is None:
+            return
+        atomic_write_json(
+            self.path / MANIFEST,
+            {
+                "version": 1,
+                "databases": {k: v.to_json() for k, v in self.dbs.items()},
+                "segments": {f"{db}/{pid}": names for (db, pid), names in self.segments.items()},
+                "next_uid": self.next_uid,
+                "next_seq": self.next_seq,
+                "next_segment": self.next_segment,
+                "flushed_seq": self.flushed_seq,
+                "wal_generation": self.wal_gen,
+            },
+            indent=None,
+        )
+
+    # ----------------------------------------------------------------- catalog
+    def database(self, name: str) -> Database:
+        db = self.dbs.get(name)
+        if db is None:
+            raise TsdbError(f"database {name!r} does not exist; create it with CREATE DATABASE")
+        return db
+
+    def create_database(self, name: str, options: DatabaseOptions, if_not_exists: bool) -> None:
+        with self.lock:
+            self._check_open()
+            name = check_identifier(name, "database")
+            if name in self.dbs:
+                if if_not_exists:
+                    return
+                raise TsdbError(f"database {name!r} already exists")
+            options.check()
+            self.dbs[name] = Database(name, options)
+            self._write_manifest()
+
+    def drop_database(self, name: str, if_exists: bool) -> None:
+        with self.lock:
+            if name not in self.dbs:
+                if if_exists:
+                    return
+                raise TsdbError(f"database {name!r} does not exist")
+            db = self.dbs.pop(name)
+            for t in db.tables.values():
+                self._forget_table(t.uid)
+            dropped = [k for k in self.segments if k[0] == name]
+            old = [n for k in dropped for n in self.segments.pop(k)]
+            self._write_manifest()
+            self._remove_segments(old)
+            if self.path is not None:
+                shutil.rmtree(self.path / name, ignore_errors=True)
+
+    def _forget_table(self, uid: int) -> None:
+        mem = self.mem.pop(uid, None)
+        if mem is not None:
+            self.mem_bytes -= mem.nbytes
+        self.uid_db.pop(uid, None)
+        self.by_uid.pop(uid, None)
+        self.last_rows.pop(uid, None)
+
+    def create_stable(
+        self,
+        db_name: str,
+        name: str,
+        columns: list[tuple[str, str]],
+        tags: list[tuple[str, str]],
+        if_not_exists: bool,
+    ) -> None:
+        with self.lock:
+            db = self.database(db_name)
+            name = check_identifier(name, "super table")
+            if name in db.stables or name in db.tables:
+                if if_not_exists and name in db.stables:
+                    return
+                raise TsdbError(f"table {name!r} already exists in database {db_name!r}")
+            cols = _make_columns(columns, first_timestamp=True)
+            if not tags:
+                raise TsdbError(f"super table {name!r} needs at least one tag: TAGS (...)")
+            tag_cols = _make_columns(tags, first_timestamp=False, start=len(cols))
+            _check_unique([c.name for c in cols + tag_cols], name)
+            db.stables[name] = SuperTable(name, cols, tag_cols, len(cols) + len(tag_cols))
+            self._write_manifest()
+
+    def create_table(
+        self,
+        db_name: str,
+        name: str,
+        columns: list[tuple[str, str]] | None,
+        if_not_exists: bool,
+    ) -> None:
+        """An ordinary table with its own columns."""
+        with self.lock:
+            db = self.database(db_name)
+            name = check_identifier(name, "table")
+            if name in db.tables or name in db.stables:
+                if if_not_exists:
+                    return
+                raise TsdbError(f"table {name!r} already exists in database {db_name!r}")
+            assert columns is not None
+            cols = _make_columns(columns, first_timestamp=True)
+            _check_unique([c.name for c in cols], name)
+            db.tables[name] = Table(name, self.next_uid, None, {}, cols, len(cols))
+            self.uid_db[self.next_uid] = db.name
+            self.by_uid[self.next_uid] = db.tables[name]
+            self.next_uid += 1
+            self._write_manifest()
+
+    def create_child_tables(
+        self,
+        db_name: str,
+        specs: list[tuple[str, str, dict[str, Any]]],
+        if_not_exists: bool,
+    ) -> list[Table]:
+        """Sub-tables (name, super table, tag values); one manifest write for all of them."""
+        with self.lock:
+            db = self.database(db_name)
+            out = []
+            changed = False
+            for name, stable, tags in specs:
+                name = check_identifier(name, "table")
+                st = db.stables.get(stable)
+                if st is None:
+                    raise TsdbError(f"super table {stable!r} does not exist in {db_name!r}")
+                existing = db.tables.get(name)
+                if existing is not None:
+                    if not if_not_exists or existing.stable != stable:
+                        raise TsdbError(f"table {name!r} already exists in database {db_name!r}")
+                    out.append(existing)
+                    continue
+                if name in db.stables:
+                    raise TsdbError(f"{name!r} is a super table")
+                unknown = set(tags) - {t.name for t in st.tags}
+                if unknown:
+                    raise TsdbError(f"super table {stable!r} has no tag {sorted(unknown)[0]!r}")
+                values = {t.name: _tag_value(t, tags.get(t.name)) for t in st.tags}
+                table = Table(name, self.next_uid, stable, values)
+                db.tables[name] = table
+                self.uid_db[table.uid] = db.name
+                self.by_uid[table.uid] = table
+                self.next_uid += 1
+                out.append(table)
+                changed = True
+            if changed:
+                self._write_manifest()
+            return out
+
+    def drop_table(self, db_name: str, name: str, if_exists: bool) -> None:
+        with self.lock:
+            db = self.database(db_name)
+            t = db.tables.get(name)
+            if t is None:
+                if if_exists:
+                    return
+                raise TsdbError(f"table {name!r} does not exist in database {db_name!r}")
+            del db.tables[name]
+            self._forget_table(t.uid)
+            self._write_manifest()
+
+    def drop_stable(self, db_name: str, name: str, if_exists: bool) -> None:
+        with self.lock:
+            db = self.database(db_name)
+            if name not in db.stables:
+                if if_exists:
+                    return
+                raise TsdbError(f"super table {name!r} does not exist in database {db_name!r}")
+            for t in db.children(name):
+                del db.tables[t.name]
+                self._forget_table(t.uid)
+            del db.stables[name]
+            self._write_manifest()
+
+    def alter_columns(
+        self, db_name: str, name: str, action: str, col: str, type_: str | None, is_tag: bool
+    ) -> None:
+        """ADD/DROP COLUMN or TAG on a super table (or COLUMN on an ordinary table)."""
+        with self.lock:
+            db = self.database(db_name)
+            st = db.stables.get(name)
+            table = db.tables.get(name)
+            if st is None and (table is None or table.stable is not None):
+                raise TsdbError(f"{name!r} is neither a super table nor an ordinary table")
+            if is_tag and st is None:
+                raise TsdbError(f"{name!r} is not a super table, so it has no tags")
+            owner: Any = st if st is not None else table
+            cols = owner.tags if is_tag else owner.columns
+            col = col.lower()
+            if action == "add":
+                assert type_ is not None
+                existing = [c.name for c in owner.columns] + (
+                    [t.name for t in st.tags] if st else []
+                )
+                if col in existing:
+                    raise TsdbError(f"column or tag {col!r} already exists in {name!r}")
+                cols.append(Column(check_identifier(col, "column"), type_, owner.next_id))
+                owner.next_id += 1
+                if is_tag:
+                    for t in db.children(name):
+                        t.tags[col] = None
+            else:
+                victim = next((c for c in cols if c.name == col), None)
+                if victim is None:
+                    raise TsdbError(f"{name!r} has no {'tag' if is_tag else 'column'} {col!r}")
+                if not is_tag and victim is cols[0]:
+                    raise TsdbError("the first (timestamp) column cannot be dropped")
+                if is_tag and len(cols) == 1:
+                    raise TsdbError("a super table must keep at least one tag")
+                cols.remove(victim)
+                if is_tag:
+                    for t in db.children(name):
+                        t.tags.pop(col, None)
+            for t in db.children(name) if st else [table]:
+                self.last_rows.pop(t.uid, None)
+            self._write_manifest()
+
+    def set_tag(self, db_name: str, table: str, tag: str, value: Any) -> None:
+        with self.lock:
+            db = self.database(db_name)
+            t = db.tables.get(table)
+            if t is None or t.stable is None:
+                raise TsdbError(f"{table!r} is not a sub-table of a super table")
+            spec = db.stables[t.stable].tag(tag)
+            if spec is None:
+                raise TsdbError(f"super table {t.stable!r} has no tag {tag!r}")
+            t.tags[tag] = _tag_value(spec, value)
+            self._write_manifest()
+
+    # ----------------------------------------------------------------- writes
+    def partition_of(self, db: Database, ts: int) -> int:
+        return ts // db.options.partition_span
+
+    def insert(self, batches: list[tuple[int, pa.Table]]) -> int:
+        """Write rows (``ts`` int64 + ``c<id>`` columns) of tables by uid; returns rows written.
+
+        One WAL record holds all of them: they are acknowledged (and recovered) together.
+        """
+        with self.lock:
+            self._check_open()
+            batches = [(uid, rows) for uid, rows in batches if rows.num_rows]
+            if not batches:
+                return 0
+            now = int(time.time() * 1000)
+            for uid, rows in batches:
+                db = self.dbs[self.uid_db[uid]]
+                ts = rows.column(TS)
+                if ts.null_count:
+                    raise TsdbError("the timestamp (first) column cannot be NULL")
+                oldest = int(np.min(ts.to_numpy()))
+                keep_ms = db.options.keep_days * 86_400_000
+                units_per_ms = db.options.units_per_day // 86_400_000
+                if oldest < (now - keep_ms) * units_per_ms:
+                    raise TsdbError(
+                        f"timestamp {oldest} is older than the database's KEEP "
+                        f"({db.options.keep_days:g} days); such rows would be dropped at once"
+                    )
+            seq = self.next_seq
+            self.next_seq += 1
+            if self.wal is not None:
+                self.wal.append(seq, _INSERT, _encode_insert(batches))
+            total = 0
+            for uid, rows in batches:
+                self._mem_add(uid, rows)
+                total += rows.num_rows
+            if self.mem_bytes >= self.options.memtable_bytes:
+                self.flush()
+            return total
+
+    def _mem_add(self, uid: int, rows: pa.Table) -> None:
+        mem = self.mem.get(uid)
+        if mem is None:
+            mem = self.mem[uid] = _MemTable()
+        before = mem.nbytes
+        mem.add(rows)
+        if len(mem.chunks) > _MAX_CHUNKS:
+            merged = merge_sources(mem.chunks)
+            mem.chunks, mem.ranges, mem.sorted, mem.nbytes = [], [], [], 0
+            mem.add(merged)
+        self.mem_bytes += mem.nbytes - before
+        cached = self.last_rows.get(uid)
+        if cached is not None:  # else it is filled on first use, from the merged data
+            ts = rows.column(TS).to_numpy()
+            i = int(np.flatnonzero(ts == ts.max())[-1])
+            if ts[i] >= cached.column(TS)[0].as_py():
+                self.last_rows[uid] = rows.slice(i, 1)
+
+    # ----------------------------------------------------------------- flush
+    def flush(self) -> None:
+        """Write the memtable into segments, commit the manifest, retire old WAL files."""
+        with self.lock:
+            self._check_open()
+            self._apply_retention()
+            if not self.mem:
+                return
+            by_partition: dict[tuple[str, int], dict[int, pa.Table]] = {}
+            for uid, mem in self.mem.items():
+                db = self.dbs[self.uid_db[uid]]
+                rows = merge_sources(mem.chunks)
+                ts = rows.column(TS).to_numpy()
+                pids = ts // db.options.partition_span
+                cuts = np.flatnonzero(np.diff(pids)) + 1
+                starts = np.concatenate([[0], cuts])
+                ends = np.concatenate([cuts, [ts.size]])
+                for s, e in zip(starts, ends, strict=True):
+                    key = (db.name, int(pids[s]))
+                    by_partition.setdefault(key, {})[uid] = rows.slice(int(s), int(e - s))
+            retired: list[str] = []
+            for key, tables in sorted(by_partition.items()):
+                existing = self.segments.get(key, [])
+                if len(existing) + 1 > self.options.max_segments:
+                    retired += existing
+                    self.segments[key] = [self._compact(key, existing, tables)]
+                else:
+                    self.segments[key] = [*existing, self._write_segment(key, tables)]
+            self.mem.clear()
+            self.mem_bytes = 0
+            self.flushed_seq = self.next_seq - 1
+            old_wal = self.wal
+            if old_wal is not None:
+                self.wal_gen += 1
+                self.wal = WriteAheadLog(
+                    old_wal.directory,
+                    self.wal_gen,
+                    self.options.fsync,
+                    self.options.fsync_period_ms,
+                )
+            self._write_manifest()
+            if old_wal is not None:
+                old_wal.close()
+                for gen in generations(old_wal.directory):
+                    if gen < self.wal_gen:
+                        (old_wal.directory / f"{gen:012d}.log").unlink(missing_ok=True)
+            self._remove_segments(retired)
+
+    def _write_segment(self, key: tuple[str, int], tables: dict[int, pa.Table]) -> str:
+        db = self.dbs[key[0]]
+        writer = SegmentWriter(
+            db.options.compression, db.options.compression_level, db.options.block_rows
+        )
+        for uid in sorted(tables):
+            writer.add_table(uid, tables[uid])
+        name = f"{key[0]}/p{key[1]}/{self.next_segment:010d}.seg"
+        self.next_segment += 1
+        data = writer.finish()
+        if self.path is None:
+            self._memory_segments[name] = data
+        else:
+            atomic_write_bytes(self.path / name, data)
+        self._open_segment(name)
+        return name
+
+    def _open_segment(self, name: str) -> None:
+        if self.path is None:
+            self.readers[name] = SegmentReader(name, self._memory_segments[name])
+            return
+        with open(self.path / name, "rb") as f:
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self.readers[name] = SegmentReader(name, data)
+
+    def _remove_segments(self, names: list[str]) -> None:
+        for name in names:
+            reader = self.readers.pop(name, None)
+            if reader is not None:
+                self.cache.evict_segment(name)
+                # BufferError: an Arrow array still views the map; the GC unmaps it later.
+                with contextlib.suppress(BufferError):
+                    reader.close()
+            self._memory_segments.pop(name, None)
+            if self.path is not None:
+                (self.path / name).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a partition folder left empty goes too
+                    (self.path / name).parent.rmdir()
+
+    def _compact(
+        self,
+        key: tuple[str, int],
+        names: list[str],
+        extra: dict[int, pa.Table],
+        drop: tuple[set[int], int, int] | None = None,
+    ) -> str:
+        """Merge segments (plus new rows) of one partition into one; apply a deletion."""
+        db = self.dbs[key[0]]
+        uids = set(extra)
+        for name in names:
+            uids |= set(self.readers[name].tables)
+        tables: dict[int, pa.Table] = {}
+        for uid in sorted(uids):
+            if uid not in self.uid_db:
+                continue  # a dropped table: its rows are garbage-collected here
+            col_ids = [c.id for c in db.columns_of(self._table_by_uid(uid))[1:]]
+            sources = [self._read_segment_rows(n, uid, col_ids, None, None) for n in names]
+            if uid in extra:
+                sources.append(extra[uid])
+            rows = merge_sources([s for s in sources if s is not None])
+            if rows is None:
+                continue
+            if drop is not None and uid in drop[0]:
+                ts = rows.column(TS).to_numpy()
+                rows = rows.filter(pa.array((ts < drop[1]) | (ts > drop[2])))
+            if rows.num_rows:
+                tables[uid] = rows
+        return self._write_segment(key, tables)
+
+    def _apply_retention(self) -> None:
+        now_ms = int(time.time() * 1000)
+        doomed = []
+        for db_name, pid in list(self.segments):
+            db = self.dbs[db_name]
+            units_per_ms = db.options.units_per_day // 86_400_000
+            cutoff = (now_ms - int(db.options.keep_days * 86_400_000)) * units_per_ms
+            if (pid + 1) * db.options.partition_span <= cutoff:
+                doomed += self.segments.pop((db_name, pid))
+        if doomed:
+            self._write_manifest()
+            self._remove_segments(doomed)
+
+    def delete(self, db_name: str, uids: list[int], t0: int, t1: int) -> int:
+        """Delete rows with t0 <= ts <= t1 from tables; returns how many rows went."""
+        with self.lock:
+            self.flush()
+            db = self.database(db_name)
+            span = db.options.partition_span
+            removed = 0
+            retired: list[str] = []
+            for key in sorted(self.segments):
+                if key[0] != db_name or (key[1] + 1) * span <= t0 or key[1] * span > t1:
+                    continue
+                names = self.segments[key]
+                before = sum(self.count_rows(u, t0, t1, names) for u in uids)
+                if before == 0:
+                    continue
+                removed += before
+                retired += names
+                self.segments[key] = [self._compact(key, names, {}, (set(uids), t0, t1))]
+            for uid in uids:
+                self.last_rows.pop(uid, None)
+            if retired:
+                self._write_manifest()
+                self._remove_segments(retired)
+            return removed
+
+    def count_rows(self, uid: int, t0: int, t1: int, names: list[str]) -> int:
+        sources = [self._read_segment_rows(n, uid, [], t0, t1) for n in names]
+        merged = merge_sources([s for s in sources if s is not None])
+        return 0 if merged is None else merged.num_rows
+
+    # ----------------------------------------------------------------- reads
+    def _block_ts(self, name: str, uid: int, i: int) -> np.ndarray:
+        key = (name, uid, i, TS)
+        hit = self.cache.lookup(key)
+        if hit is None:
+            reader = self.readers[name]
+            hit = reader.read_ts(reader.tables[uid][i])
+            self.cache.put(key, hit, hit.nbytes)
+        return hit
+
+    def _block_col(self, name: str, uid: int, i: int, col: Column, db: Database) -> pa.Array:
+        key = (name, uid, i, col.id)
+        hit = self.cache.lookup(key)
+        if hit is None:
+            reader = self.readers[name]
+            hit = reader.read_column(
+                reader.tables[uid][i],
+                col.id,
+                arrow_type(col.type, db.options.precision),
+                db.options.compression,
+            )
+            self.cache.put(key, hit, hit.nbytes)
+        return hit
+
+    def _read_segment_rows(
+        self,
+        name: str,
+        uid: int,
+        col_ids: list[int],
+        t0: int | None,
+        t1: int | None,
+        skip: set[int] | None = None,
+    ) -> pa.Table | None:
+        reader = self.readers[name]
+        blocks = reader.blocks(uid)
+        if not blocks:
+            return None
+        db = self.dbs[self.uid_db[uid]]
+        cols = {c.id: c for c in db.columns_of(self._table_by_uid(uid))}
+        parts = []
+        for i, b in enumerate(blocks):
+            if (t0 is not None and b.t1 < t0) or (t1 is not None and b.t0 > t1):
+                continue
+            if skip is not None and i in skip:
+                continue
+            ts = self._block_ts(name, uid, i)
+            lo = 0 if t0 is None or b.t0 >= t0 else int(np.searchsorted(ts, t0, "left"))
+            hi = ts.size if t1 is None or b.t1 <= t1 else int(np.searchsorted(ts, t1, "right"))
+            if hi <= lo:
+                continue
+            arrays = [pa.array(ts[lo:hi])]
+            names = [TS]
+            for cid in col_ids:
+                arr = self._block_col(name, uid, i, cols[cid], db)
+                arrays.append(arr.slice(lo, hi - lo))
+                names.append(col_key(cid))
+            parts.append(pa.Table.from_arrays(arrays, names=names))
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+
+    def _segment_names(self, db: Database, t0: int | None, t1: int | None) -> list[str]:
+        span = db.options.partition_span
+        out = []
+        for (name, pid), names in sorted(self.segments.items()):
+            if name != db.name:
+                continue
+            if (t0 is not None and (pid + 1) * span <= t0) or (t1 is not None and pid * span > t1):
+                continue
+            out += names
+        return out
+
+    def scan(
+        self,
+        uid: int,
+        col_ids: list[int],
+        t0: int | None = None,
+        t1: int | None = None,
+        stats_col: int | None = None,
+    ) -> tuple[pa.Table | None, list[list[Any]]]:
+        """Rows of one table with t0 <= ts <= t1, sorted, one per timestamp: (table, stats).
+
+        With ``stats_col``, blocks that lie wholly inside the range and overlap no other data
+        are not decoded: their [count, min, max, sum] of that column come back in ``stats``.
+        """
+        with self.lock:
+            db = self.dbs[self.uid_db[uid]]
+            names = self._segment_names(db, t0, t1)
+            mem = self.mem.get(uid)
+            stats: list[list[Any]] = []
+            skips: dict[str, set[int]] = {}
+            if stats_col is not None:
+                spans = []  # every source's time span, to find blocks nothing else overlaps
+                for name in names:
+                    for i, b in enumerate(self.readers[name].blocks(uid)):
+                        spans.append((b.t0, b.t1, name, i))
+                if mem is not None:
+                    spans += [(lo, hi, None, -1) for lo, hi in mem.ranges]
+                spans.sort(key=lambda s: s[0])
+                for j, (lo, hi, name, i) in enumerate(spans):
+                    if name is None or (t0 is not None and lo < t0) or (t1 is not None and hi > t1):
+                        continue
+                    prev_hi = spans[j - 1][1] if j else None
+                    next_lo = spans[j + 1][0] if j + 1 < len(spans) else None
+                    if (prev_hi is not None and prev_hi >= lo) or (
+                        next_lo is not None and next_lo <= hi
+                    ):
+                        continue
+                    meta = self.readers[name].tables[uid][i].cols.get(stats_col)
+                    if meta is None:
+                        continue
+                    stats.append(meta[2:6])
+                    skips.setdefault(name, set()).add(i)
+            sources = []
+            for name in names:
+                rows = self._read_segment_rows(name, uid, col_ids, t0, t1, skips.get(name))
+                if rows is not None:
+                    sources.append(rows)
+            if mem is not None:
+                wanted = [TS] + [col_key(c) for c in col_ids]
+                for chunk, (lo, hi) in zip(mem.chunks, mem.ranges, strict=True):
+                    if (t0 is not None and hi < t0) or (t1 is not None and lo > t1):
+                        continue
+                    if t0 is not None or t1 is not None:
+                        ts = chunk.column(TS).to_numpy()
+                        mask = np.ones(ts.size, dtype=bool)
+                        if t0 is not None:
+                            mask &= ts >= t0
+                        if t1 is not None:
+                            mask &= ts <= t1
+                        if not mask.all():
+                            chunk = chunk.filter(pa.array(mask))
+                    sources.append(_select(chunk, wanted, db, uid, self))
+            return merge_sources(sources), stats
+
+    def last_row(self, uid: int) -> pa.Table | None:
+        """The newest row of a table (all current columns), from the last-row cache."""
+        with self.lock:
+            if uid in self.last_rows and self.last_rows[uid] is not None:
+                return _select(self.last_rows[uid], None, self.dbs[self.uid_db[uid]], uid, self)
+            db = self.dbs[self.uid_db[uid]]
+            newest = None
+            for name in self._segment_names(db, None, None):
+                for b in self.readers[name].blocks(uid):
+                    newest = b.t1 if newest is None else max(newest, b.t1)
+            mem = self.mem.get(uid)
+            if mem is not None:
+                hi = max(h for _, h in mem.ranges)
+                newest = hi if newest is None else max(newest, hi)
+            if newest is None:
+                return None
+            col_ids = [c.id for c in db.columns_of(self._table_by_uid(uid))[1:]]
+            rows, _ = self.scan(uid, col_ids, newest, newest)
+            if db.options.cachemodel in ("last_row", "both"):
+                self.last_rows[uid] = rows
+            return rows
+
+    def time_bounds(self, uid: int) -> tuple[int, int] | None:
+        """Smallest and largest timestamp stored for a table, from block indexes only."""
+        db = self.dbs[self.uid_db[uid]]
+        lo = hi = None
+        for name in self._segment_names(db, None, None):
+            for b in self.readers[name].blocks(uid):
+                lo = b.t0 if lo is None else min(lo, b.t0)
+                hi = b.t1 if hi is None else max(hi, b.t1)
+        mem = self.mem.get(uid)
+        if mem is not None:
+            for a, b in mem.ranges:
+                lo = a if lo is None else min(lo, a)
+                hi = b if hi is None else max(hi, b)
+        return None if lo is None else (lo, hi)
+
+
+def _select(
+    chunk: pa.Table, wanted: list[str] | None, db: Database, uid: int, eng: Engine
+) -> pa.Table:
+    """Columns ``wanted`` of a memtable chunk; columns it predates come back as nulls."""
+    if wanted is None:
+        cols = db.columns_of(eng._table_by_uid(uid))
+        wanted = [TS] + [col_key(c.id) for c in cols[1:]]
+    have = set(chunk.column_names)
+    if all(w in have for w in wanted) and len(wanted) == len(have):
+        return chunk.select(wanted)
+    types = {
+        col_key(c.id): arrow_type(c.type, db.options.precision)
+        for c in db.columns_of(eng._table_by_uid(uid))
+    }
+    arrays = [chunk.column(w) if w in have else pa.nulls(chunk.num_rows, types[w]) for w in wanted]
+    return pa.Table.from_arrays(arrays, names=wanted)
+
+
+def _make_columns(
+    specs: list[tuple[str, str]], *, first_timestamp: bool, start: int = 0
+) -> list[Column]:
+    if first_timestamp and (not specs or specs[0][1] != "TIMESTAMP"):
+        raise TsdbError("the first column must be of type TIMESTAMP")
+    if len(specs) > 4096:
+        raise TsdbError("a table has at most 4096 columns")
+    return [Column(check_identifier(n, "column"), t, start + i) for i, (n, t) in enumerate(specs)]
+
+
+def _check_unique(names: list[str], table: str) -> None:
+    seen = set()
+    for n in names:
+        if n in seen:
+            raise TsdbError(f"duplicate column or tag name {n!r} in {table!r}")
+        seen.add(n)
+
+
+def _tag_value(tag: Column, value: Any) -> Any:
+    """Check and convert a tag value to JSON-storable Python."""
+    from septet.tsdb.values import coerce_scalar
+
+    return coerce_scalar(value, tag.type, tag.name)
+
+
+def _encode_insert(batches: list[tuple[int, pa.Table]]) -> bytes:
+    out = io.BytesIO()
+    for uid, rows in batches:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, rows.schema) as writer:
+            writer.write_table(rows)
+        buf = sink.getvalue()
+        out.write(_TABLE_HEADER.pack(uid, buf.size))
+        out.write(buf)
+    return out.getvalue()
+
+
+def _decode_insert(body: memoryview) -> list[tuple[int, pa.Table]]:
+    out = []
+    pos = 0
+    while pos < len(body):
+        uid, size = _TABLE_HEADER.unpack_from(body, pos)
+        pos += _TABLE_HEADER.size
+        buf = pa.py_buffer(bytes(body[pos : pos + size]))
+        out.append((uid, pa.ipc.open_stream(buf).read_all()))
+        pos += size
+    return out
+
+
+def options_dict(options: DatabaseOptions) -> dict[str, Any]:
+    return asdict(options)

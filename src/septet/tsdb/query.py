@@ -1,0 +1,995 @@
+"""SELECT: from tables and super tables to an Arrow result.
+
+The plan, in order: resolve the source (a table, a super table's sub-tables, or a subquery);
+filter sub-tables by the tag conditions of WHERE; take the timestamp range out of WHERE so that
+only the partitions and blocks in it are read; load the columns the query names; filter rows;
+then one of four shapes: projection, aggregation (GROUP/PARTITION BY, INTERVAL windows with
+SLIDING and FILL), TOP/BOTTOM selection, or DIFF. ORDER BY, SLIMIT and LIMIT come last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from septet.tsdb import aggregates as K
+from septet.tsdb import sqlast as A
+from septet.tsdb.catalog import Column, Database, Table, arrow_type, is_numeric
+from septet.tsdb.engine import Engine
+from septet.tsdb.errors import TsdbError
+from septet.tsdb.expressions import (
+    AGGREGATES,
+    MULTI_ROW,
+    ROW_FUNCTIONS,
+    SELECTORS,
+    Context,
+    Frame,
+    evaluate,
+    expr_name,
+    mask_of,
+    replace,
+    to_array,
+    walk,
+)
+from septet.tsdb.segment import TS, col_key, to_numpy_valid
+
+WINDOW_COLUMNS = ("_wstart", "_wend", "_wduration")
+_TS_ALIASES = ("_rowts", "_c0")
+
+
+@dataclass
+class Source:
+    """What a SELECT reads: the tables, their columns and tags."""
+
+    db: Database | None
+    tables: list[Table]
+    columns: list[Column]  # data columns, timestamp first
+    tags: list[Column]
+    is_stable: bool
+    sub: pa.Table | None = None  # a subquery's result
+
+    @property
+    def ts_name(self) -> str:
+        return self.columns[0].name
+
+
+def run_select(engine: Engine, current_db: str | None, q: A.Select, ctx: Context) -> pa.Table:
+    """Execute one SELECT and return its rows."""
+    src = _resolve(engine, current_db, q, ctx)
+    if src.db is not None:
+        ctx.precision = src.db.options.precision
+    items = _expand_stars(q.items, src)
+    conjuncts = _conjuncts(q.where)
+    tag_conds, time_conds, row_conds = _classify(conjuncts, src)
+    t0, t1 = _time_range(time_conds, src, ctx)
+    if src.sub is None:
+        src.tables = _filter_tables(src, tag_conds, ctx)
+    else:
+        row_conds = row_conds + tag_conds
+    every = [e for e, _ in items] + q.partition_by + q.group_by + [o.expr for o in q.order_by]
+    every += [q.having] if q.having is not None else []
+    every += row_conds
+    funcs = [x for e in every for x in walk(e) if isinstance(x, A.Func)]
+    names = {x.name for x in funcs}
+    is_agg = bool(names & AGGREGATES) or q.interval is not None or bool(q.group_by)
+    only_last_row = (
+        is_agg
+        and names & AGGREGATES == {"LAST_ROW"}
+        and q.interval is None
+        and not row_conds
+        and t0 is None
+        and t1 is None
+        and src.sub is None
+    )
+    frame = _load(engine, src, every, t0, t1, ctx, last_rows=only_last_row)
+    if row_conds:
+        cond = row_conds[0]
+        for c in row_conds[1:]:
+            cond = A.Binary("AND", cond, c)
+        frame = frame.filter(mask_of(evaluate(cond, frame, ctx), frame.length))
+    if names & MULTI_ROW:
+        if names & (AGGREGATES | ROW_FUNCTIONS) or q.interval is not None:
+            raise TsdbError("TOP/BOTTOM cannot be mixed with aggregates, DIFF or INTERVAL")
+        return _finish_rows(q, *_select_top(q, items, frame, src, ctx), ctx)
+    if names & ROW_FUNCTIONS:
+        if is_agg:
+            raise TsdbError("DIFF cannot be mixed with aggregates or INTERVAL")
+        return _finish_rows(q, *_diff(q, items, frame, src, ctx), ctx)
+    if is_agg:
+        return _aggregate(q, items, frame, src, ctx, t0, t1)
+    keys = _partition_codes(q.partition_by, frame, src, ctx) if q.partition_by else None
+    return _finish_rows(q, items, frame, keys, ctx)
+
+
+# ----------------------------------------------------------------------------- source
+def _resolve(engine: Engine, current_db: str | None, q: A.Select, ctx: Context) -> Source:
+    if q.source is None:
+        return Source(None, [], [Column("_", "TIMESTAMP", -1)], [], False, pa.table({"_": [0]}))
+    if isinstance(q.source, A.Select):
+        sub = run_select(engine, current_db, q.source, Context(ctx.precision, ctx.params, ctx.now))
+        ts_cols = [f.name for f in sub.schema if pa.types.is_timestamp(f.type)]
+        order = [n for n in ("ts", "_wstart", *ts_cols) if n in sub.column_names]
+        ts_name = order[0] if order else "__none"
+        cols = [Column(ts_name, "TIMESTAMP", -1)] + [
+            Column(n, "SUB", -1) for n in sub.column_names if n != ts_name
+        ]
+        return Source(None, [], cols, [], False, sub)
+    db_name = q.source.db or current_db
+    if db_name is None:
+        raise TsdbError("no database selected: run USE <database> or write db.table")
+    db = engine.database(db_name)
+    name = q.source.name
+    if name in db.stables:
+        st = db.stables[name]
+        tables = sorted(db.children(name), key=lambda t: t.name)
+        return Source(db, tables, st.columns, st.tags, True)
+    table = db.tables.get(name)
+    if table is None:
+        raise TsdbError(f"table {name!r} does not exist in database {db_name!r}")
+    if table.stable is not None:
+        st = db.stables[table.stable]
+        return Source(db, [table], st.columns, st.tags, False)
+    return Source(db, [table], db.columns_of(table), [], False)
+
+
+def _expand_stars(items: list[tuple[A.Expr, str | None]], src: Source):
+    out: list[tuple[A.Expr, str | None]] = []
+    data = [c.name for c in src.columns] if src.sub is None else src.sub.column_names
+    for e, alias in items:
+        if isinstance(e, A.Star):
+            out += [(A.ColumnRef(n), None) for n in data]
+            if src.is_stable:
+                out += [(A.ColumnRef(t.name), None) for t in src.tags]
+        elif (
+            isinstance(e, A.Func)
+            and len(e.args) == 1
+            and isinstance(e.args[0], A.Star)
+            and e.name != "COUNT"
+        ):
+            out += [(A.Func(e.name, (A.ColumnRef(n),)), None) for n in data]
+        else:
+            out.append((e, alias))
+    return out
+
+
+def _conjuncts(e: A.Expr | None) -> list[A.Expr]:
+    if e is None:
+        return []
+    if isinstance(e, A.Binary) and e.op == "AND":
+        return _conjuncts(e.left) + _conjuncts(e.right)
+    return [e]
+
+
+def _refs(e: A.Expr) -> set[str]:
+    return {x.name for x in walk(e) if isinstance(x, A.ColumnRef)}
+
+
+def _is_ts(name: str, src: Source) -> bool:
+    return name == src.ts_name or name in _TS_ALIASES
+
+
+def _classify(conjuncts: list[A.Expr], src: Source):
+    tag_names = {t.name for t in src.tags} | {"tbname"}
+    tags, times, rows = [], [], []
+    for c in conjuncts:
+        refs = _refs(c)
+        has_func = any(isinstance(x, A.Func) for x in walk(c))
+        if refs and refs <= tag_names and src.sub is None and not has_func:
+            tags.append(c)
+        elif _time_bound(c, src) is not None:
+            times.append(c)
+        else:
+            rows.append(c)
+    return tags, times, rows
+
+
+def _time_bound(c: A.Expr, src: Source):
+    """(op, constant expr) when ``c`` compares the timestamp column with a constant."""
+    if (
+        isinstance(c, A.Between)
+        and not c.negated
+        and isinstance(c.expr, A.ColumnRef)
+        and _is_ts(c.expr.name, src)
+        and not _refs(c.low)
+        and not _refs(c.high)
+    ):
+        return ("between", (c.low, c.high))
+    if isinstance(c, A.Binary) and c.op in ("=", "<", "<=", ">", ">="):
+        flip = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "="}
+        if (
+            isinstance(c.left, A.ColumnRef)
+            and _is_ts(c.left.name, src)
+            and not _refs(c.right)
+            and not any(isinstance(x, A.Func) for x in walk(c.right))
+        ):
+            return (c.op, c.right)
+        if (
+            isinstance(c.right, A.ColumnRef)
+            and _is_ts(c.right.name, src)
+            and not _refs(c.left)
+            and not any(isinstance(x, A.Func) for x in walk(c.left))
+        ):
+            return (flip[c.op], c.left)
+    return None
+
+
+def _const_ts(e: A.Expr, ctx: Context) -> int:
+    from septet.tsdb.expressions import _coerce_to
+
+    ref = pa.scalar(0, pa.timestamp(ctx.precision))
+    v = _coerce_to(ref, evaluate(e, Frame({}, 1), ctx), ctx)
+    if isinstance(v, pa.Scalar) and pa.types.is_floating(v.type):
+        return int(v.as_py())
+    if not isinstance(v, pa.Scalar) or not pa.types.is_timestamp(v.type):
+        raise TsdbError(f"{expr_name(e)} is not a timestamp")
+    return pc.cast(v, pa.int64()).as_py()
+
+
+def _time_range(conds: list[A.Expr], src: Source, ctx: Context):
+    t0 = t1 = None
+    for c in conds:
+        op, rhs = _time_bound(c, src)  # type: ignore[misc]
+        if op == "between":
+            lo, hi = _const_ts(rhs[0], ctx), _const_ts(rhs[1], ctx)
+            bounds = [(">=", lo), ("<=", hi)]
+        else:
+            bounds = [(op, _const_ts(rhs, ctx))]
+        for o, v in bounds:
+            if o in (">", ">="):
+                v = v + 1 if o == ">" else v
+                t0 = v if t0 is None else max(t0, v)
+            if o in ("<", "<="):
+                v = v - 1 if o == "<" else v
+                t1 = v if t1 is None else min(t1, v)
+            if o == "=":
+                t0 = v if t0 is None else max(t0, v)
+                t1 = v if t1 is None else min(t1, v)
+    return t0, t1
+
+
+def _tag_frame(src: Source) -> Frame:
+    cols: dict[str, Any] = {"tbname": pa.array([t.name for t in src.tables], pa.string())}
+    prec = src.db.options.precision if src.db else "ms"
+    for tag in src.tags:
+        typ = arrow_type(tag.type, prec)
+        values = [t.tags.get(tag.name) for t in src.tables]
+        cols[tag.name] = pa.array(values, typ)
+    return Frame(cols, len(src.tables))
+
+
+def _filter_tables(src: Source, conds: list[A.Expr], ctx: Context) -> list[Table]:
+    if not conds or not src.tables:
+        return src.tables
+    frame = _tag_frame(src)
+    mask = np.ones(len(src.tables), dtype=bool)
+    for c in conds:
+        mask &= mask_of(evaluate(c, frame, ctx), frame.length)
+    return [t for t, m in zip(src.tables, mask, strict=True) if m]
+
+
+def _load(
+    engine: Engine, src: Source, exprs: list[A.Expr], t0, t1, ctx: Context, last_rows: bool = False
+) -> Frame:
+    """The rows of the source in [t0, t1], with the columns that ``exprs`` name."""
+    if src.sub is not None:
+        sub = src.sub
+        cols = {n: sub.column(n).combine_chunks() for n in sub.column_names}
+        if src.ts_name in cols:
+            ts = cols[src.ts_name]
+            ts_np = pc.cast(ts, pa.int64()).to_numpy(zero_copy_only=False)
+            mask = np.ones(len(ts_np), dtype=bool)
+            if t0 is not None:
+                mask &= ts_np >= t0
+            if t1 is not None:
+                mask &= ts_np <= t1
+            cols["__ts"] = ts_np
+            for alias in _TS_ALIASES:
+                cols[alias] = ts
+        else:
+            mask = np.ones(sub.num_rows, dtype=bool)
+            cols["__ts"] = np.arange(sub.num_rows, dtype=np.int64)
+        cols["__tid"] = np.zeros(sub.num_rows, dtype=np.int64)
+        return Frame(cols, sub.num_rows).filter(mask)
+    wanted = set()
+    for e in exprs:
+        wanted |= _refs(e)
+    data_cols = [c for c in src.columns[1:] if c.name in wanted]
+    col_ids = [c.id for c in data_cols]
+    parts, counts = [], []
+    for table in src.tables:
+        if last_rows:
+            row = engine.last_row(table.uid)
+            rows = None if row is None else row.select([TS] + [col_key(c) for c in col_ids])
+        else:
+            rows, _ = engine.scan(table.uid, col_ids, t0, t1)
+        if rows is None or rows.num_rows == 0:
+            counts.append(0)
+            continue
+        parts.append(rows)
+        counts.append(rows.num_rows)
+    n = sum(counts)
+    prec = src.db.options.precision if src.db else ctx.precision
+    if parts:
+        merged = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        ts_np = merged.column(TS).to_numpy()
+        columns: dict[str, Any] = {
+            c.name: merged.column(col_key(c.id)).combine_chunks() for c in data_cols
+        }
+    else:
+        ts_np = np.zeros(0, dtype=np.int64)
+        columns = {c.name: pa.array([], arrow_type(c.type, prec)) for c in data_cols}
+    ts_arr = pa.array(ts_np, pa.int64()).cast(pa.timestamp(prec))
+    columns[src.ts_name] = ts_arr
+    for alias in _TS_ALIASES:
+        columns[alias] = ts_arr
+    tid = np.repeat(np.arange(len(src.tables), dtype=np.int64), counts)
+    columns["__ts"] = ts_np
+    columns["__tid"] = tid
+    tags = _tag_frame(src)
+    lazy = {name: (lambda name=name: tags.get(name).take(pa.array(tid))) for name in tags.names()}
+    return Frame(columns, n, lazy)
+
+
+# ----------------------------------------------------------------------------- grouping
+def _codes(e: A.Expr, frame: Frame, src: Source, ctx: Context) -> tuple[np.ndarray, int]:
+    """Group codes (ordered like the values) of a key expression, and how many there are."""
+    if isinstance(e, A.ColumnRef) and e.name == "tbname" and src.sub is None:
+        return frame.get("__tid"), max(len(src.tables), 1)
+    tag_names = {t.name for t in src.tags}
+    if isinstance(e, A.ColumnRef) and e.name in tag_names and src.sub is None:
+        tags = _tag_frame(src)
+        per_table, k = _factorize(tags.get(e.name))
+        return per_table[frame.get("__tid")], k
+    return _factorize(to_array(evaluate(e, frame, ctx), frame.length))
+
+
+def _factorize(arr: pa.Array) -> tuple[np.ndarray, int]:
+    if len(arr) == 0:
+        return np.zeros(0, dtype=np.int64), 1
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    enc = pc.dictionary_encode(arr, null_encoding="encode")
+    dictionary = enc.dictionary
+    order = pc.sort_indices(dictionary, null_placement="at_end").to_numpy()
+    rank = np.empty(len(dictionary), dtype=np.int64)
+    rank[order] = np.arange(len(dictionary))
+    return rank[enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)], len(dictionary)
+
+
+def _combine(codes: list[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, int]:
+    """One dense group id per row, ordered like the tuple of codes."""
+    if not codes:
+        return np.zeros(n, dtype=np.int64), 1
+    gid = np.zeros(n, dtype=np.int64)
+    size = 1
+    for c, k in codes:
+        if size * k > 2**62:
+            _, gid = np.unique(np.stack([gid, c]), axis=1, return_inverse=True)
+            size = int(gid.max()) + 1 if n else 1
+        gid = gid * k + c
+        size *= k
+    if size <= max(4 * n, 1 << 16):
+        present = np.zeros(size, dtype=bool)
+        present[gid] = True
+        remap = np.cumsum(present) - 1
+        return remap[gid], int(present.sum())
+    uniq, inv = np.unique(gid, return_inverse=True)
+    return inv.astype(np.int64), int(uniq.size)
+
+
+def _partition_codes(keys: list[A.Expr], frame: Frame, src: Source, ctx: Context):
+    return _combine([_codes(k, frame, src, ctx) for k in keys], frame.length)
+
+
+def _group_order(gid: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Row order sorted by group, then time (skips the sort when already in order)."""
+    if gid.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    dg = np.diff(gid)
+    if (dg >= 0).all() and (np.diff(ts)[dg == 0] > 0).all():
+        return np.arange(gid.size)
+    return np.lexsort((ts, gid))
+
+
+# ----------------------------------------------------------------------------- windows
+@dataclass
+class Windows:
+    interval: int
+    sliding: int
+    offset: int
+
+    def assign(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, window start) for every window each row falls in."""
+        k = -(-self.interval // self.sliding)
+        base = (ts - self.offset) // self.sliding * self.sliding + self.offset
+        if k == 1:
+            return np.arange(ts.size), base
+        rows, starts = [], []
+        for j in range(k):
+            ws = base - j * self.sliding
+            hit = np.flatnonzero(ts < ws + self.interval)
+            rows.append(hit)
+            starts.append(ws[hit])
+        return np.concatenate(rows), np.concatenate(starts)
+
+    def grid(self, lo: int, hi: int) -> np.ndarray:
+        """Every window start from the first window holding ``lo`` to the last holding ``hi``."""
+        last = (hi - self.offset) // self.sliding * self.sliding + self.offset
+        first = (lo - self.offset) // self.sliding * self.sliding + self.offset
+        while first - self.sliding + self.interval > lo:
+            first -= self.sliding
+        return np.arange(first, last + 1, self.sliding, dtype=np.int64)
+
+
+def _windows(iv: A.Interval, ctx: Context) -> Windows:
+    interval = ctx.duration_units(iv.interval)
+    sliding = ctx.duration_units(iv.sliding) if iv.sliding else interval
+    offset = ctx.duration_units(iv.offset) if iv.offset else 0
+    if sliding > interval:
+        raise TsdbError("SLIDING must not be longer than INTERVAL")
+    if offset >= interval:
+        raise TsdbError("the INTERVAL offset must be shorter than the interval")
+    if interval // sliding > 1000:
+        raise TsdbError("INTERVAL/SLIDING must be at most 1000 windows per row")
+    return Windows(interval, sliding, offset)
+
+
+# ----------------------------------------------------------------------------- aggregation
+def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, t1) -> pa.Table:
+    keys = q.partition_by + q.group_by
+    n = frame.length
+    key_codes = [_codes(k, frame, src, ctx) for k in keys]
+    pid, n_part = _combine(key_codes, n)
+    ts = frame.get("__ts")
+    rows = np.arange(n)
+    wins = _windows(q.interval, ctx) if q.interval else None
+    if wins is not None:
+        rows, wstart = wins.assign(ts)
+        wbase = int(wstart.min()) if wstart.size else 0
+        widx = (wstart - wbase) // wins.sliding
+        n_win = int(widx.max()) + 1 if widx.size else 1
+        gid, _ = _combine([(pid[rows], n_part), (widx, n_win)], rows.size)
+    else:
+        gid = pid
+    order = _group_order(gid, ts[rows])
+    sorted_rows = rows[order]
+    gid_sorted = gid[order]
+    if sorted_rows.size:
+        starts = np.flatnonzero(np.concatenate([[True], gid_sorted[1:] != gid_sorted[:-1]]))
+    else:
+        starts = np.zeros(0, dtype=np.int64)
+    if not keys and wins is None and sorted_rows.size == 0:
+        starts = np.zeros(1, dtype=np.int64)  # an aggregate over no rows is one row of NULLs
+    ends = np.concatenate([starts[1:], [sorted_rows.size]]).astype(np.int64)
+    groups = K.Groups(starts, ends, ts[sorted_rows])
+    rep = (
+        sorted_rows[np.minimum(starts, max(sorted_rows.size - 1, 0))]
+        if sorted_rows.size
+        else np.zeros(len(starts), dtype=np.int64)
+    )
+    empty_all = sorted_rows.size == 0
+    # Aggregate calls, computed once each.
+    calls: dict[A.Func, str] = {}
+    selector_rows: list[np.ndarray] = []
+    out: dict[str, Any] = {}
+    sources = [e for e, _ in items] + [o.expr for o in q.order_by]
+    sources += [q.having] if q.having is not None else []
+    for e in sources:
+        for x in _top_aggregates(e):
+            if x in calls:
+                continue
+            name = f"__agg{len(calls)}"
+            calls[x] = name
+            values, sel = _compute(x, frame, sorted_rows, groups, ctx, empty_all)
+            out[name] = values
+            if sel is not None and x.name in SELECTORS:
+                selector_rows.append(sel)
+    n_sel = len({c for c in calls if c.name in SELECTORS})
+    pick = sorted_rows[selector_rows[0]] if n_sel == 1 and selector_rows and not empty_all else rep
+    result = Frame(out, len(starts))
+    for i, k in enumerate(keys):
+        result.columns[f"__key{i}"] = (
+            to_array(evaluate(k, frame, ctx), n).take(pa.array(rep)) if n else pa.nulls(len(starts))
+        )
+    if wins is not None:
+        ws = wstart[order][starts] if starts.size and sorted_rows.size else np.zeros(0, np.int64)
+        result.columns["__ws"] = ws
+        result.columns["__part"] = pid[rows][order][starts] if sorted_rows.size else ws
+    key_index = {k: i for i, k in enumerate(keys)}
+    tag_like = {t.name for t in src.tags} | {"tbname"}
+
+    def subst(e: A.Expr) -> A.Expr | None:
+        if e in calls:
+            return A.ColumnRef(calls[e])
+        if e in key_index:
+            return A.ColumnRef(f"__key{key_index[e]}")
+        if isinstance(e, A.ColumnRef) and e.name in WINDOW_COLUMNS:
+            if wins is None:
+                raise TsdbError(f"{e.name} needs an INTERVAL window")
+            return e
+        if isinstance(e, A.ColumnRef):
+            name = f"__ref_{e.name}"
+            if not result.has(name):
+                if n_sel != 1 and e.name not in tag_like:
+                    raise TsdbError(
+                        f"column {e.name!r} must be inside an aggregate function or listed in "
+                        "PARTITION BY / GROUP BY"
+                    )
+                col = to_array(evaluate(e, frame, ctx), n)
+                result.columns[name] = col.take(pa.array(pick)) if n else pa.nulls(len(starts))
+            return A.ColumnRef(name)
+        return None
+
+    present = np.ones(len(starts), dtype=bool)
+    if wins is not None and q.fill is not None and q.fill.mode != "NONE":
+        result, present = _fill_grid(result, wins, ctx, t0, t1, frame, n_part, keys)
+    if wins is not None:
+        ws = result.get("__ws")
+        prec = ctx.precision
+        result.columns["_wstart"] = pa.array(ws, pa.int64()).cast(pa.timestamp(prec))
+        result.columns["_wend"] = pa.array(ws + wins.interval, pa.int64()).cast(pa.timestamp(prec))
+        result.columns["_wduration"] = pa.array(np.full(ws.size, wins.interval), pa.int64())
+    names = _output_names(items)
+    outputs = {}
+    fillable = []
+    for (e, _), name in zip(items, names, strict=True):
+        outputs[name] = to_array(evaluate(replace(e, subst), result, ctx), result.length)
+        if _top_aggregates(e):
+            fillable.append(name)
+    if not present.all():
+        _apply_fill(outputs, fillable, present, result, q.fill, ctx)
+    if q.having is not None:
+        keep = mask_of(evaluate(replace(q.having, subst), result, ctx), result.length)
+        outputs = {k: v.filter(pa.array(keep)) for k, v in outputs.items()}
+        result = result.filter(keep)
+    part = result.get("__part") if wins is not None else None
+    if part is None and q.partition_by:
+        part = np.arange(result.length)  # one row per partition
+    return _order_limit(
+        q,
+        items,
+        outputs,
+        result,
+        subst,
+        part,
+        ctx,
+        per_group_limit=bool(q.partition_by) and wins is not None,
+    )
+
+
+def _top_aggregates(e: A.Expr) -> list[A.Func]:
+    """Aggregate calls in ``e`` that are not inside another aggregate."""
+    if isinstance(e, A.Func) and e.name in AGGREGATES:
+        return [e]
+    from septet.tsdb.expressions import children
+
+    out = []
+    for c in children(e):
+        out += _top_aggregates(c)
+    return out
+
+
+def _compute(f: A.Func, frame: Frame, rows: np.ndarray, g: K.Groups, ctx: Context, empty_all: bool):
+    """One aggregate over the groups: (Arrow array, selected positions or None)."""
+    name = f.name
+    n_groups = g.count
+    if name == "COUNT" and (not f.args or isinstance(f.args[0], A.Star)):
+        return pa.array((g.ends - g.starts).astype(np.int64)), None
+    if not f.args:
+        raise TsdbError(f"{name}() needs a column")
+    arg = f.args[0]
+    if isinstance(arg, A.Star):
+        raise TsdbError(f"{name}(*) is not allowed; name a column")
+    for x in walk(arg):
+        if isinstance(x, A.Func) and x.name in AGGREGATES:
+            raise TsdbError(f"aggregate {x.name}() cannot be nested inside {name}()")
+    col = to_array(evaluate(arg, frame, ctx), frame.length)
+    if f.distinct:
+        if name != "COUNT":
+            raise TsdbError("DISTINCT is supported only in COUNT(DISTINCT ...)")
+        codes, _ = _factorize(col)
+        codes = codes[rows]
+        gi = g.index()
+        valid = (
+            col.is_valid().to_numpy(zero_copy_only=False)[rows]
+            if col.null_count
+            else np.ones(rows.size, bool)
+        )
+        pairs = np.unique(np.stack([gi[valid], codes[valid]]), axis=1)
+        return pa.array(np.bincount(pairs[0], minlength=n_groups).astype(np.int64)), None
+    sorted_col = col.take(pa.array(rows)) if rows.size else col.slice(0, 0)
+    typ = sorted_col.type
+    if pa.types.is_string(typ) or pa.types.is_binary(typ):
+        if name in ("FIRST", "LAST", "LAST_ROW", "COUNT"):
+            valid = sorted_col.is_valid().to_numpy(zero_copy_only=False)
+            dummy = np.zeros(len(sorted_col))
+            if name == "COUNT":
+                return pa.array(K.agg_count(dummy, valid, g)), None
+            fn = {"FIRST": K.agg_first, "LAST": K.agg_last, "LAST_ROW": K.agg_last_row}[name]
+            _, ok, sel = fn(dummy, valid, g)
+            taken = sorted_col.take(pa.array(sel)) if len(sorted_col) else pa.nulls(n_groups, typ)
+            return pc.if_else(pa.array(ok), taken, pa.scalar(None, typ)), sel
+        raise TsdbError(f"{name}() needs a numeric column, not {expr_name(arg)} ({typ})")
+    if pa.types.is_null(typ):
+        sorted_col = sorted_col.cast(pa.float64())
+        typ = pa.float64()
+    x, valid = to_numpy_valid(sorted_col)
+    if valid is None:
+        valid = np.ones(x.size, dtype=bool)
+    if empty_all:
+        x = np.zeros(0, dtype=x.dtype)
+    if n_groups and x.size == 0:
+        # Aggregates over no rows: COUNT 0, everything else NULL.
+        if name == "COUNT":
+            return pa.array(np.zeros(n_groups, np.int64)), None
+        return pa.nulls(n_groups, typ if name in SELECTORS else pa.float64()), None
+    if name == "COUNT":
+        return pa.array(K.agg_count(x, valid, g)), None
+    numeric_only = name not in ("FIRST", "LAST", "LAST_ROW", "MIN", "MAX")
+    if numeric_only and not (
+        pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)
+    ):
+        raise TsdbError(f"{name}() needs a numeric column, not {expr_name(arg)} ({typ})")
+    if name in ("FIRST", "LAST", "LAST_ROW", "MIN", "MAX"):
+        fn = {
+            "FIRST": K.agg_first,
+            "LAST": K.agg_last,
+            "LAST_ROW": K.agg_last_row,
+            "MIN": K.agg_min,
+            "MAX": K.agg_max,
+        }[name]
+        _, ok, sel = fn(x, valid, g)
+        taken = sorted_col.take(pa.array(sel))
+        return pc.if_else(pa.array(ok), taken, pa.scalar(None, typ)), sel
+    if name == "SUM":
+        v, ok = K.agg_sum(x, valid, g)
+        return pa.array(v, mask=~ok), None
+    simple = {
+        "AVG": K.agg_avg,
+        "SPREAD": K.agg_spread,
+        "STDDEV": K.agg_stddev,
+        "STDDEV_POP": K.agg_stddev,
+        "TWA": K.agg_twa,
+    }
+    if name in simple:
+        v, ok = simple[name](x, valid, g)
+        return pa.array(np.asarray(v, dtype=np.float64), mask=~ok), None
+    if name in ("PERCENTILE", "APERCENTILE", "MEDIAN"):
+        if name == "MEDIAN":
+            p = 50.0
+        else:
+            if len(f.args) < 2:
+                raise TsdbError(f"{name}(column, p) needs the percentile p (0-100)")
+            pv = evaluate(f.args[1], Frame({}, 1), ctx)
+            if not isinstance(pv, pa.Scalar) or not isinstance(pv.as_py(), int | float):
+                raise TsdbError(f"{name}'s percentile must be a number")
+            p = float(pv.as_py())
+        v, ok = K.agg_percentile(x, valid, g, p)
+        return pa.array(v, mask=~ok), None
+    raise TsdbError(f"unknown aggregate function {name}()")
+
+
+def _fill_grid(
+    result: Frame,
+    wins: Windows,
+    ctx: Context,
+    t0,
+    t1,
+    frame: Frame,
+    n_part: int,
+    keys: list[A.Expr],
+):
+    """Expand the groups to every window of the range, for each partition."""
+    ws = result.get("__ws")
+    part = result.get("__part")
+    ts = frame.get("__ts")
+    lo = t0 if t0 is not None else (int(ts.min()) if ts.size else None)
+    hi = t1 if t1 is not None else (int(ts.max()) if ts.size else None)
+    if lo is None or hi is None or hi < lo:
+        return result, np.ones(result.length, dtype=bool)
+    grid = wins.grid(lo, hi)
+    if grid.size > 10_000_000:
+        raise TsdbError("FILL would produce more than 10 million windows; narrow the time range")
+    parts = np.unique(part) if part.size else np.zeros(1 if not keys else 0, dtype=np.int64)
+    if parts.size == 0:
+        return result, np.ones(result.length, dtype=bool)
+    pos_in_part = np.searchsorted(parts, part)
+    w = (ws - grid[0]) // wins.sliding
+    inside = (w >= 0) & (w < grid.size)
+    target = pos_in_part * grid.size + w
+    total = parts.size * grid.size
+    src_index = np.full(total, -1, dtype=np.int64)
+    src_index[target[inside]] = np.flatnonzero(inside)
+    present = src_index >= 0
+    # Key values of a partition: from any of its present groups.
+    part_rep = np.zeros(parts.size, dtype=np.int64)
+    part_rep[pos_in_part[::-1]] = np.arange(part.size)[::-1]
+    fallback = np.repeat(part_rep, grid.size)
+    take = np.where(present, src_index, fallback)
+    cols: dict[str, Any] = {}
+    for name in result.names():
+        if name in ("__ws", "__part"):
+            continue
+        col = result.get(name)
+        if name.startswith("__key") or name.startswith("__ref_"):
+            cols[name] = col.take(pa.array(take)) if len(col) else pa.nulls(total)
+        else:
+            taken = col.take(pa.array(take)) if len(col) else pa.nulls(total, col.type)
+            cols[name] = pc.if_else(pa.array(present), taken, pa.scalar(None, taken.type))
+    cols["__ws"] = np.tile(grid, parts.size)
+    cols["__part"] = np.repeat(parts, grid.size)
+    return Frame(cols, total), present
+
+
+def _apply_fill(
+    outputs: dict[str, pa.Array],
+    fillable: list[str],
+    present: np.ndarray,
+    result: Frame,
+    fill: A.Fill,
+    ctx: Context,
+) -> None:
+    missing = ~present
+    part = result.get("__part")
+    if fill.mode == "NULL":
+        for name in fillable:
+            outputs[name] = pc.if_else(
+                pa.array(present), outputs[name], pa.scalar(None, outputs[name].type)
+            )
+        return
+    if fill.mode == "VALUE":
+        values = [evaluate(v, Frame({}, 1), ctx) for v in fill.values]
+        if len(values) not in (1, len(fillable)):
+            raise TsdbError(
+                f"FILL(VALUE, ...) needs one value, or {len(fillable)}: one per aggregate column"
+            )
+        for i, name in enumerate(fillable):
+            v = values[0] if len(values) == 1 else values[i]
+            col = outputs[name]
+            try:
+                scalar = (
+                    pa.scalar(v.as_py()).cast(col.type) if not pa.types.is_null(col.type) else v
+                )
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise TsdbError(f"FILL value {v.as_py()!r} does not fit column {name!r}") from exc
+            outputs[name] = pc.if_else(pa.array(missing), scalar, col)
+        return
+    n = present.size
+    idx = np.arange(n)
+    new_part = np.concatenate([[True], part[1:] != part[:-1]]) if n else np.zeros(0, bool)
+    part_start = np.maximum.accumulate(np.where(new_part, idx, 0)) if n else idx
+    new_end = np.concatenate([part[1:] != part[:-1], [True]]) if n else np.zeros(0, bool)
+    part_end = np.minimum.accumulate(np.where(new_end, idx, n)[::-1])[::-1] if n else idx
+    prev = np.maximum.accumulate(np.where(present, idx, -1)) if n else idx
+    nxt = np.minimum.accumulate(np.where(present, idx, n)[::-1])[::-1] if n else idx
+    has_prev = (prev >= part_start) & (prev >= 0)
+    has_next = (nxt <= part_end) & (nxt < n)
+    for name in fillable:
+        col = outputs[name]
+        if fill.mode == "PREV":
+            take, ok = np.where(has_prev, prev, 0), has_prev
+        elif fill.mode == "NEXT":
+            take, ok = np.where(has_next, nxt, 0), has_next
+        else:  # LINEAR
+            if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+                outputs[name] = pc.if_else(pa.array(present), col, pa.scalar(None, col.type))
+                continue
+            vals, valid = to_numpy_valid(col)
+            vals = vals.astype(np.float64)
+            ws = result.get("__ws").astype(np.float64)
+            ok = has_prev & has_next
+            p, q_ = np.where(ok, prev, 0), np.where(ok, nxt, 0)
+            if valid is not None:
+                ok &= valid[p] & valid[q_]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                span = ws[q_] - ws[p]
+                lin = vals[p] + (vals[q_] - vals[p]) * np.where(span > 0, (ws - ws[p]) / span, 0)
+            filled = pa.array(lin, mask=~ok)
+            if pa.types.is_integer(col.type):
+                filled = pc.cast(pc.trunc(filled), col.type, safe=False)
+            else:
+                filled = filled.cast(col.type)
+            outputs[name] = pc.if_else(pa.array(missing), filled, col)
+            continue
+        taken = col.take(pa.array(take))
+        filled = pc.if_else(pa.array(ok), taken, pa.scalar(None, col.type))
+        outputs[name] = pc.if_else(pa.array(missing), filled, col)
+
+
+# ----------------------------------------------------------------------------- rows
+def _select_top(q: A.Select, items, frame: Frame, src: Source, ctx: Context):
+    funcs = [x for e, _ in items for x in walk(e) if isinstance(x, A.Func) and x.name in MULTI_ROW]
+    if len({f for f in funcs}) != 1:
+        raise TsdbError("a query can have only one TOP or BOTTOM")
+    f = funcs[0]
+    if len(f.args) != 2:
+        raise TsdbError(f"{f.name}(column, k) needs a column and a count k")
+    kv = evaluate(f.args[1], Frame({}, 1), ctx)
+    k = kv.as_py() if isinstance(kv, pa.Scalar) else None
+    if not isinstance(k, int) or not 1 <= k <= 100:
+        raise TsdbError(f"{f.name}'s count must be an integer between 1 and 100")
+    col = to_array(evaluate(f.args[0], frame, ctx), frame.length)
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        raise TsdbError(f"{f.name}() needs a numeric column")
+    x, valid = to_numpy_valid(col)
+    if valid is None:
+        valid = np.ones(x.size, dtype=bool)
+    keys = _partition_codes(q.partition_by + q.group_by, frame, src, ctx)
+    gid = keys[0]
+    ts = frame.get("__ts")
+    live = np.flatnonzero(valid)
+    xv = x[live].astype(np.float64)
+    order = np.lexsort((ts[live], -xv if f.name == "TOP" else xv, gid[live]))
+    ranked = live[order]
+    g = gid[ranked]
+    first = np.concatenate([[True], g[1:] != g[:-1]]) if g.size else np.zeros(0, bool)
+    start = np.maximum.accumulate(np.where(first, np.arange(g.size), 0)) if g.size else g
+    chosen = ranked[(np.arange(g.size) - start) < k]
+    chosen = chosen[np.lexsort((ts[chosen], gid[chosen]))]
+    out = frame.take(chosen)
+    out.columns["__sel"] = col.take(pa.array(chosen))
+    sub = {f: A.ColumnRef("__sel")}
+    return _rewrite_items(items, sub), out, (gid[chosen], keys[1])
+
+
+def _diff(q: A.Select, items, frame: Frame, src: Source, ctx: Context):
+    funcs = [x for e, _ in items for x in walk(e) if isinstance(x, A.Func) and x.name == "DIFF"]
+    keys = _partition_codes(q.partition_by + q.group_by, frame, src, ctx)
+    gid = keys[0]
+    ts = frame.get("__ts")
+    if src.is_stable and not q.partition_by and len(src.tables) > 1:
+        raise TsdbError("DIFF over a super table needs PARTITION BY tbname (one series each)")
+    order = _group_order(gid, ts)
+    g = gid[order]
+    keep_mask = np.concatenate([[False], g[1:] == g[:-1]]) if g.size else np.zeros(0, bool)
+    sub: dict[A.Expr, A.Expr] = {}
+    diffs = {}
+    ignore_negative = np.zeros(order.size, dtype=bool)
+    for i, f in enumerate(dict.fromkeys(funcs)):
+        if not f.args:
+            raise TsdbError("DIFF(column) needs a column")
+        col = to_array(evaluate(f.args[0], frame, ctx), frame.length).take(pa.array(order))
+        if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+            raise TsdbError("DIFF() needs a numeric column")
+        x, valid = to_numpy_valid(col)
+        valid = np.ones(x.size, bool) if valid is None else valid
+        wide = x.astype(np.float64 if x.dtype.kind == "f" else np.int64)
+        d = np.zeros_like(wide)
+        d[1:] = wide[1:] - wide[:-1]
+        ok = np.zeros(x.size, dtype=bool)
+        ok[1:] = valid[1:] & valid[:-1]
+        if len(f.args) > 1:
+            flag = evaluate(f.args[1], Frame({}, 1), ctx).as_py()
+            if flag not in (0, 1):
+                raise TsdbError("DIFF's second argument (ignore_negative) must be 0 or 1")
+            if flag == 1:
+                ignore_negative |= ok & (d < 0)
+        diffs[f"__diff{i}"] = pa.array(d, mask=~ok)
+        sub[f] = A.ColumnRef(f"__diff{i}")
+    keep = keep_mask & ~ignore_negative
+    out = frame.take(order[keep])
+    for name, arr in diffs.items():
+        out.columns[name] = arr.filter(pa.array(keep))
+    return _rewrite_items(items, sub), out, (g[keep], keys[1])
+
+
+def _rewrite_items(items, sub: dict[A.Expr, A.Expr]):
+    return [(replace(e, lambda x: sub.get(x)), alias or expr_name(e)) for e, alias in items]
+
+
+def _output_names(items) -> list[str]:
+    names, seen = [], {}
+    for e, alias in items:
+        name = alias or expr_name(e)
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}_{seen[name]}"
+        else:
+            seen[name] = 0
+        names.append(name)
+    return names
+
+
+def _finish_rows(q: A.Select, items, frame: Frame, keys, ctx: Context) -> pa.Table:
+    """Projection of rows (plain, after TOP/BOTTOM or DIFF), then order and limits."""
+    names = _output_names(items)
+    outputs = {
+        name: to_array(evaluate(e, frame, ctx), frame.length)
+        for (e, _), name in zip(items, names, strict=True)
+    }
+    part = None
+    if keys is not None:
+        gid = keys[0]
+        if q.partition_by or q.group_by:
+            order = np.argsort(gid, kind="stable")
+            if not (np.diff(gid) >= 0).all():
+                outputs = {k: v.take(pa.array(order)) for k, v in outputs.items()}
+                frame = frame.take(order)
+                gid = gid[order]
+            part = gid
+    if q.distinct:
+        table = pa.table(outputs)
+        table = table.group_by(table.column_names, use_threads=False).aggregate([])
+        outputs = {n: table.column(n).combine_chunks() for n in table.column_names}
+        frame = Frame({}, table.num_rows)
+        part = None
+    return _order_limit(q, items, outputs, frame, None, part, ctx, per_group_limit=False)
+
+
+def _order_limit(
+    q: A.Select,
+    items,
+    outputs: dict[str, pa.Array],
+    frame: Frame,
+    subst,
+    part: np.ndarray | None,
+    ctx: Context,
+    per_group_limit: bool,
+) -> pa.Table:
+    names = list(outputs)
+    n = len(next(iter(outputs.values()))) if outputs else frame.length
+    index = np.arange(n)
+    if q.order_by:
+        sort_cols, sort_keys = [], []
+        env = Frame({**frame.columns, **outputs}, n, frame.lazy)
+        for i, o in enumerate(q.order_by):
+            e = o.expr
+            if (
+                isinstance(e, A.Literal)
+                and isinstance(e.value, int)
+                and not isinstance(e.value, bool)
+            ):
+                if not 1 <= e.value <= len(names):
+                    raise TsdbError(f"ORDER BY {e.value}: there are {len(names)} columns")
+                col = outputs[names[e.value - 1]]
+            elif isinstance(e, A.ColumnRef) and e.name in outputs:
+                col = outputs[e.name]
+            elif expr_name(e) in outputs:
+                col = outputs[expr_name(e)]
+            else:
+                ex = replace(e, subst) if subst is not None else e
+                col = to_array(evaluate(ex, env, ctx), n)
+            sort_cols.append(col)
+            placement = "at_start" if o.nulls_first else "at_end"
+            sort_keys.append((f"k{i}", "descending" if o.desc else "ascending", placement))
+        table = pa.table({f"k{i}": c for i, c in enumerate(sort_cols)})
+        index = pc.sort_indices(table, sort_keys=sort_keys).to_numpy()
+        if part is not None:
+            part = part[index]
+    if part is not None and (q.slimit is not None or q.soffset):
+        uniq = list(dict.fromkeys(part.tolist())) if q.order_by else list(np.unique(part))
+        chosen = set(uniq[q.soffset : None if q.slimit is None else q.soffset + q.slimit])
+        keep = (
+            np.array([p in chosen for p in part], dtype=bool)
+            if len(chosen) < 64
+            else np.isin(part, np.array(sorted(chosen)))
+        )
+        index, part = index[keep], part[keep]
+    if q.limit is not None or q.offset:
+        if per_group_limit and part is not None:
+            first = np.concatenate([[True], part[1:] != part[:-1]]) if part.size else part
+            start = (
+                np.maximum.accumulate(np.where(first, np.arange(part.size), 0))
+                if part.size
+                else part
+            )
+            rank = np.arange(part.size) - start
+            keep = rank >= q.offset
+            if q.limit is not None:
+                keep &= rank < q.offset + q.limit
+            index = index[keep]
+        else:
+            end = None if q.limit is None else q.offset + q.limit
+            index = index[q.offset : end]
+    if index.size != n or (index.size and (np.diff(index) != 1).any()):
+        idx = pa.array(index, pa.int64())
+        outputs = {k: v.take(idx) for k, v in outputs.items()}
+    return pa.table(outputs) if outputs else pa.table({})
+
+
+def numeric_columns(columns: list[Column]) -> list[Column]:
+    return [c for c in columns if is_numeric(c.type)]

@@ -1,0 +1,242 @@
+"""Immutable segment files: the column blocks of many tables for one time partition.
+
+Layout::
+
+    b"SPTSEG01"
+    block ...                      each column of each block encoded by septet.tsdb.codecs
+    index                          zstd-compressed JSON: per table uid, its blocks in time order,
+                                   per block: rows, min/max ts, and per column (by column id)
+                                   offset, length, non-null count, min, max, sum
+    index_length:u64 | crc32(index):u32 | b"SPTSEG01"
+
+A segment is written whole to a temporary file and renamed into place before the manifest
+names it, so a reader never sees half of one. Within a segment a table's blocks are sorted
+by time and do not overlap; across segments of a partition the newer segment wins on
+duplicate timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import struct
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from septet.tsdb import codecs
+from septet.tsdb.errors import CorruptionError
+
+MAGIC = b"SPTSEG01"
+_TRAILER = struct.Struct("<QI8s")
+
+TS = "ts"
+
+
+def col_key(col_id: int) -> str:
+    """The field name of a column in internal Arrow tables: ``c<id>``."""
+    return f"c{col_id}"
+
+
+def to_numpy_valid(arr: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
+    """Values (nulls as zero) and validity (None when there are no nulls) of a fixed-width array."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    valid = None
+    if arr.null_count:
+        valid = arr.is_valid().to_numpy(zero_copy_only=False)
+        arr = pc.fill_null(arr, False if pa.types.is_boolean(arr.type) else 0)
+    if pa.types.is_timestamp(arr.type):
+        arr = arr.cast(pa.int64())
+    return arr.to_numpy(zero_copy_only=False), valid
+
+
+def from_numpy_valid(values: np.ndarray, valid: np.ndarray | None, type_: pa.DataType) -> pa.Array:
+    """Inverse of :func:`to_numpy_valid`."""
+    if pa.types.is_timestamp(type_):
+        mask = None if valid is None else ~valid
+        return pa.array(values.astype(np.int64), mask=mask, type=pa.int64()).cast(type_)
+    return pa.array(values, type=type_, mask=None if valid is None else ~valid)
+
+
+def encode_array(arr: pa.Array, compressor: str, level: int) -> codecs.Encoded:
+    """Encode any supported Arrow array as one column block."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
+        n = len(arr)
+        valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else None
+        bufs = arr.buffers()
+        offsets = np.frombuffer(bufs[1], dtype=np.int32)[arr.offset : arr.offset + n + 1]
+        start, end = int(offsets[0]), int(offsets[-1])
+        data = bufs[2].to_pybytes()[start:end] if bufs[2] is not None else b""
+        return codecs.Encoded(
+            codecs.encode_strings(offsets - start, data, valid, compressor=compressor),
+            n - arr.null_count,
+            None,
+            None,
+            None,
+        )
+    values, valid = to_numpy_valid(arr)
+    return codecs.encode_values(values, valid, compressor=compressor, level=level)
+
+
+def decode_array(data: memoryview, type_: pa.DataType, compressor: str) -> pa.Array:
+    """Inverse of :func:`encode_array`."""
+    if pa.types.is_string(type_) or pa.types.is_binary(type_):
+        offsets, body, valid = codecs.decode_strings(data, compressor)
+        n = offsets.size - 1
+        vbuf = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+        return pa.Array.from_buffers(type_, n, [vbuf, pa.py_buffer(offsets), pa.py_buffer(body)])
+    dtype = np.dtype(np.int64) if pa.types.is_timestamp(type_) else type_.to_pandas_dtype()
+    values, valid = codecs.decode_values(data, dtype)
+    return from_numpy_valid(values, valid, type_)
+
+
+@dataclass
+class BlockMeta:
+    rows: int
+    t0: int
+    t1: int
+    ts: tuple[int, int]
+    cols: dict[int, list[Any]]  # id -> [offset, length, count, min, max, sum]
+
+
+class SegmentWriter:
+    """Builds one segment in memory: add tables' sorted, de-duplicated rows, then finish()."""
+
+    def __init__(self, compressor: str = "zstd", level: int = 3, block_rows: int = 4096):
+        self.compressor = compressor
+        self.level = level
+        self.block_rows = block_rows
+        self._parts: list[bytes] = [MAGIC]
+        self._pos = len(MAGIC)
+        self._index: dict[str, list[dict[str, Any]]] = {}
+
+    def _put(self, data: bytes) -> tuple[int, int]:
+        at = self._pos
+        self._parts.append(data)
+        self._pos += len(data)
+        return at, len(data)
+
+    def add_table(self, uid: int, rows: pa.Table) -> None:
+        """Append ``rows`` (field ``ts`` int64 sorted unique, then ``c<id>`` columns)."""
+        blocks = self._index.setdefault(str(uid), [])
+        ts_all = rows.column(TS).to_numpy()
+        for start in range(0, rows.num_rows, self.block_rows):
+            part = rows.slice(start, self.block_rows)
+            ts = ts_all[start : start + self.block_rows]
+            enc = codecs.encode_values(
+                ts, None, timestamps=True, compressor=self.compressor, level=self.level
+            )
+            meta: dict[str, Any] = {
+                "rows": int(ts.size),
+                "t0": int(ts[0]),
+                "t1": int(ts[-1]),
+                "ts": self._put(enc.data),
+                "cols": {},
+            }
+            for name in part.column_names:
+                if name == TS:
+                    continue
+                e = encode_array(part.column(name), self.compressor, self.level)
+                meta["cols"][name[1:]] = [*self._put(e.data), e.count, e.min, e.max, e.sum]
+            blocks.append(meta)
+
+    def finish(self) -> bytes:
+        """The whole segment file's bytes."""
+        index = codecs.compress(json.dumps({"tables": self._index}).encode(), "zstd", 3)
+        trailer = _TRAILER.pack(len(index), zlib.crc32(index), MAGIC)
+        return b"".join([*self._parts, index, trailer])
+
+
+class SegmentReader:
+    """Reads one segment (bytes or an mmap of the file); decodes blocks on demand."""
+
+    def __init__(self, name: str, data: bytes | mmap.mmap):
+        self.name = name
+        self.data = data
+        self.size = len(data)
+        if self.size < len(MAGIC) + _TRAILER.size or bytes(data[: len(MAGIC)]) != MAGIC:
+            raise CorruptionError(f"segment {name} is not a tsdb segment file")
+        length, crc, magic = _TRAILER.unpack_from(data, self.size - _TRAILER.size)
+        start = self.size - _TRAILER.size - length
+        index = bytes(data[start : self.size - _TRAILER.size])
+        if magic != MAGIC or zlib.crc32(index) != crc:
+            raise CorruptionError(f"segment {name} failed its checksum")
+        raw = json.loads(codecs.decompress(index, "zstd"))
+        self.tables: dict[int, list[BlockMeta]] = {
+            int(uid): [
+                BlockMeta(
+                    b["rows"],
+                    b["t0"],
+                    b["t1"],
+                    tuple(b["ts"]),
+                    {int(k): v for k, v in b["cols"].items()},
+                )
+                for b in blocks
+            ]
+            for uid, blocks in raw["tables"].items()
+        }
+        self.view = memoryview(data)
+
+    def blocks(self, uid: int) -> list[BlockMeta]:
+        return self.tables.get(uid, [])
+
+    def read_ts(self, block: BlockMeta) -> np.ndarray:
+        off, n = block.ts
+        values, _ = codecs.decode_values(self.view[off : off + n], np.dtype(np.int64))
+        return values
+
+    def read_column(
+        self, block: BlockMeta, col_id: int, type_: pa.DataType, compressor: str
+    ) -> pa.Array:
+        """One column of one block; all-null when the block predates the column."""
+        meta = block.cols.get(col_id)
+        if meta is None:
+            return pa.nulls(block.rows, type_)
+        off, n = meta[0], meta[1]
+        return decode_array(self.view[off : off + n], type_, compressor)
+
+    def close(self) -> None:
+        self.view.release()
+        if isinstance(self.data, mmap.mmap):
+            self.data.close()
+
+
+class BlockCache:
+    """LRU cache of decoded column blocks, bounded in bytes (LevelDB's block cache)."""
+
+    def __init__(self, capacity_bytes: int = 512 << 20):
+        self.capacity = capacity_bytes
+        self.used = 0
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
+
+    def get(self, key: tuple) -> Any:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: tuple, value: Any, nbytes: int) -> None:
+        if nbytes > self.capacity:
+            return
+        self._items[key] = (value, nbytes)
+        self.used += nbytes
+        while self.used > self.capacity:
+            _, (_, size) = self._items.popitem(last=False)
+            self.used -= size
+
+    def lookup(self, key: tuple) -> Any:
+        hit = self.get(key)
+        return None if hit is None else hit[0]
+
+    def evict_segment(self, segment: str) -> None:
+        for key in [k for k in self._items if k[0] == segment]:
+            _, size = self._items.pop(key)
+            self.used -= size
