@@ -4,6 +4,7 @@
 set -euo pipefail
 
 packages=(
+    opencv-doc  # video benchmark: examples/data/vtest.avi (pedestrians, 768x576)
 )
 
 missing=()
