@@ -463,6 +463,14 @@ def _text(v: Any) -> Any:
 
 
 def _time_arith(op: str, left: Any, right: Any, ctx: Context) -> Any:
+    if isinstance(left, pa.Scalar) and pa.types.is_string(left.type):
+        left = pa.scalar(parse_timestamp(left.as_py(), ctx.precision), pa.timestamp(ctx.precision))
+    if pa.types.is_integer(left.type) and pa.types.is_duration(right.type):
+        return (
+            pc.add(left, pc.cast(right, pa.int64()))
+            if op == "+"
+            else pc.subtract(left, pc.cast(right, pa.int64()))
+        )
     if pa.types.is_integer(right.type):
         right = pc.cast(right, pa.duration(ctx.precision))
     if pa.types.is_duration(left.type) and pa.types.is_timestamp(right.type) and op == "+":

@@ -354,7 +354,7 @@ def _factorize(arr: pa.Array) -> tuple[np.ndarray, int]:
         arr = arr.combine_chunks()
     enc = pc.dictionary_encode(arr, null_encoding="encode")
     dictionary = enc.dictionary
-    order = pc.sort_indices(dictionary, null_placement="at_end").to_numpy()
+    order = pc.array_sort_indices(dictionary, null_placement="at_end").to_numpy()
     rank = np.empty(len(dictionary), dtype=np.int64)
     rank[order] = np.arange(len(dictionary))
     return rank[enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)], len(dictionary)
@@ -764,12 +764,15 @@ def _apply_fill(
     part_start = np.maximum.accumulate(np.where(new_part, idx, 0)) if n else idx
     new_end = np.concatenate([part[1:] != part[:-1], [True]]) if n else np.zeros(0, bool)
     part_end = np.minimum.accumulate(np.where(new_end, idx, n)[::-1])[::-1] if n else idx
-    prev = np.maximum.accumulate(np.where(present, idx, -1)) if n else idx
-    nxt = np.minimum.accumulate(np.where(present, idx, n)[::-1])[::-1] if n else idx
-    has_prev = (prev >= part_start) & (prev >= 0)
-    has_next = (nxt <= part_end) & (nxt < n)
+    ws = result.get("__ws").astype(np.float64)
     for name in fillable:
         col = outputs[name]
+        # PREV/NEXT/LINEAR use the nearest windows of the same partition with a non-NULL value.
+        known = present & col.is_valid().to_numpy(zero_copy_only=False)
+        prev = np.maximum.accumulate(np.where(known, idx, -1)) if n else idx
+        nxt = np.minimum.accumulate(np.where(known, idx, n)[::-1])[::-1] if n else idx
+        has_prev = (prev >= part_start) & (prev >= 0)
+        has_next = (nxt <= part_end) & (nxt < n)
         if fill.mode == "PREV":
             take, ok = np.where(has_prev, prev, 0), has_prev
         elif fill.mode == "NEXT":
@@ -778,13 +781,10 @@ def _apply_fill(
             if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
                 outputs[name] = pc.if_else(pa.array(present), col, pa.scalar(None, col.type))
                 continue
-            vals, valid = to_numpy_valid(col)
+            vals, _ = to_numpy_valid(col)
             vals = vals.astype(np.float64)
-            ws = result.get("__ws").astype(np.float64)
             ok = has_prev & has_next
             p, q_ = np.where(ok, prev, 0), np.where(ok, nxt, 0)
-            if valid is not None:
-                ok &= valid[p] & valid[q_]
             with np.errstate(invalid="ignore", divide="ignore"):
                 span = ws[q_] - ws[p]
                 lin = vals[p] + (vals[q_] - vals[p]) * np.where(span > 0, (ws - ws[p]) / span, 0)

@@ -69,6 +69,10 @@ class Token:
         return f"'{self.text}'"
 
 
+def _digit(c: str) -> bool:
+    return "0" <= c <= "9"  # str.isdigit() also accepts '²' and other non-ASCII digits
+
+
 def tokenize(sql: str) -> list[Token]:
     """All tokens of ``sql``, ending with an EOF token; raises SqlError on a bad character."""
     tokens: list[Token] = []
@@ -103,7 +107,7 @@ def tokenize(sql: str) -> list[Token]:
             tokens.append(Token("QIDENT", sql[i + 1 : j], start))
             i = j + 1
             continue
-        if c.isdigit() or (c == "." and i + 1 < n and sql[i + 1].isdigit()):
+        if _digit(c) or (c == "." and i + 1 < n and _digit(sql[i + 1])):
             i = _number(sql, i, tokens)
             continue
         if c in "'\"":
@@ -130,22 +134,22 @@ def _number(sql: str, i: int, tokens: list[Token]) -> int:
             raise SqlError("hexadecimal number has no digits", sql, start)
         tokens.append(Token("NUMBER", sql[start:i], start, int(sql[start:i], 16)))
         return i
-    while i < n and sql[i].isdigit():
+    while i < n and _digit(sql[i]):
         i += 1
     is_float = False
     if i < n and sql[i] == "." and not (i + 1 < n and sql[i + 1] == "."):
         is_float = True
         i += 1
-        while i < n and sql[i].isdigit():
+        while i < n and _digit(sql[i]):
             i += 1
     if i < n and sql[i] in "eE":
         j = i + 1
         if j < n and sql[j] in "+-":
             j += 1
-        if j < n and sql[j].isdigit():
+        if j < n and _digit(sql[j]):
             is_float = True
             i = j
-            while i < n and sql[i].isdigit():
+            while i < n and _digit(sql[i]):
                 i += 1
     text = sql[start:i]
     if i < n and sql[i].isascii() and (sql[i].isalpha() or sql[i] == "_"):
