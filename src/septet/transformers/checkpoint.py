@@ -28,9 +28,15 @@ WEIGHT_FILES = (
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def resolve_model_path(name_or_path: str | Path, *, allow_download: bool = False) -> Path:
+def resolve_model_path(
+    name_or_path: str | Path,
+    *,
+    allow_download: bool = False,
+    cache_dir: str | Path | None = None,
+) -> Path:
     """A local folder or file as is; otherwise a Hub name ("org/model") looked up in the
-    Hugging Face cache (offline), downloaded only when ``allow_download`` is true."""
+    Hugging Face cache (``cache_dir``, default HF_HUB_CACHE) offline, downloaded only when
+    ``allow_download`` is true."""
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
@@ -50,7 +56,10 @@ def resolve_model_path(name_or_path: str | Path, *, allow_download: bool = False
     patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.bin", "*.gguf"]
     try:
         folder = huggingface_hub.snapshot_download(
-            name, local_files_only=not allow_download, allow_patterns=patterns
+            name,
+            local_files_only=not allow_download,
+            allow_patterns=patterns,
+            cache_dir=str(cache_dir) if cache_dir is not None else None,
         )
     except (OSError, ValueError, HFValidationError) as error:
         hint = (

@@ -479,7 +479,9 @@ def sequence_classification_loss(
         else:
             problem = "multi_label_classification"
     if problem == "regression":
-        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(logits.shape[:-1]))
+        if config.num_labels == 1:
+            return F.mse_loss(logits.view(-1), labels.to(logits.dtype).view(-1))
+        return F.mse_loss(logits, labels.to(logits.dtype))
     if problem == "single_label_classification":
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1))
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))

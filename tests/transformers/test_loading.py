@@ -1,0 +1,238 @@
+"""Loading checkpoints: every format, both name styles, loud failures.
+
+Given checkpoints made here from tiny HF models (safetensors, pytorch_model.bin, a sharded
+safetensors index, with or without the base-model prefix, with legacy gamma/beta names), septet
+loads each to the same outputs; a checkpoint that does not fit fails with a message naming
+the tensors at fault."""
+
+from __future__ import annotations
+
+import fractions
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from septet import transformers as st
+from septet.errors import CheckpointError, ConfigError, NotFoundError
+
+
+@pytest.fixture(scope="module")
+def hf_bert_mlm(tmp_path_factory, hf, tiny_hf_config):
+    """A tiny HF BertForMaskedLM saved in HF's layout (keys prefixed with ``bert.``)."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("hf-bert-mlm")
+    model = hf.BertForMaskedLM(tiny_hf_config("bert")).eval()
+    model.save_pretrained(folder)
+    return model, folder
+
+
+IDS = torch.tensor([[2, 15, 47, 3, 0, 0], [2, 9, 81, 33, 12, 3]])
+MASK = (IDS != 0).long()
+
+
+def logits_of(model) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=IDS, attention_mask=MASK).logits
+
+
+def base_output(model) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=IDS, attention_mask=MASK).last_hidden_state
+
+
+def write_checkpoint(folder: Path, source: Path, tensors: dict[str, torch.Tensor]) -> Path:
+    """A model folder holding ``tensors`` as model.safetensors and ``source``'s config.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text((source / "config.json").read_text())
+    save_file({k: v.contiguous() for k, v in tensors.items()}, folder / "model.safetensors")
+    return folder
+
+
+def test_a_missing_tensor_is_named(hf_bert_mlm, tmp_path):
+    _, folder = hf_bert_mlm
+    tensors = load_file(folder / "model.safetensors")
+    del tensors["bert.encoder.layer.1.attention.self.key.weight"]
+    broken = write_checkpoint(tmp_path / "broken", folder, tensors)
+    with pytest.raises(CheckpointError) as error:
+        st.BertForMaskedLM.from_pretrained(broken)
+    message = str(error.value)
+    assert "1 missing: bert.encoder.layer.1.attention.self.key.weight" in message
+    assert "unexpected" not in message
+
+
+def test_unexpected_and_mis_shaped_tensors_are_named(hf_bert_mlm, tmp_path):
+    _, folder = hf_bert_mlm
+    tensors = load_file(folder / "model.safetensors")
+    tensors["bert.encoder.layer.9.output.dense.weight"] = torch.zeros(3, 3)
+    broken = write_checkpoint(tmp_path / "extra", folder, tensors)
+    with pytest.raises(CheckpointError, match=r"1 unexpected: bert\.encoder\.layer\.9\.output"):
+        st.BertForMaskedLM.from_pretrained(broken)
+
+    config = json.loads((folder / "config.json").read_text())
+    config["intermediate_size"] = 40
+    (broken / "config.json").write_text(json.dumps(config))
+    del tensors["bert.encoder.layer.9.output.dense.weight"]
+    save_file(tensors, broken / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"wrong shape: .*intermediate\.dense\.weight"):
+        st.BertForMaskedLM.from_pretrained(broken)
+
+
+def test_checkpoints_with_and_without_the_prefix_load_alike(hf_bert_mlm, tmp_path, hf):
+    hf_model, folder = hf_bert_mlm
+    prefixed = load_file(folder / "model.safetensors")
+    assert all(k.startswith(("bert.", "cls.")) for k in prefixed)
+    body = {k.removeprefix("bert."): v for k, v in prefixed.items() if k.startswith("bert.")}
+    bare = write_checkpoint(tmp_path / "bare", folder, body)
+
+    # A base model from a head checkpoint (the head is left out) and from a bare one.
+    expected = base_output(hf_model.bert)
+    for source in (folder, bare):
+        assert torch.allclose(
+            base_output(st.BertModel.from_pretrained(source)), expected, atol=1e-5
+        )
+
+    # A head model from a bare checkpoint with the head weights unprefixed beside it.
+    heads = {k: v for k, v in prefixed.items() if k.startswith("cls.")}
+    mixed = write_checkpoint(tmp_path / "mixed", folder, {**body, **heads})
+    assert torch.allclose(
+        logits_of(st.BertForMaskedLM.from_pretrained(mixed)), logits_of(hf_model), atol=1e-5
+    )
+
+
+def test_legacy_gamma_beta_names_load(hf_bert_mlm, tmp_path):
+    hf_model, folder = hf_bert_mlm
+    legacy = {}
+    for name, tensor in load_file(folder / "model.safetensors").items():
+        if "LayerNorm" in name:
+            name = name.replace(".weight", ".gamma").replace(".bias", ".beta")
+        legacy[name] = tensor
+    assert any(k.endswith("LayerNorm.gamma") for k in legacy)
+    model = st.BertForMaskedLM.from_pretrained(write_checkpoint(tmp_path / "old", folder, legacy))
+    assert torch.allclose(logits_of(model), logits_of(hf_model), atol=1e-5)
+
+
+def test_pytorch_model_bin_loads_and_pickled_code_is_refused(hf_bert_mlm, tmp_path):
+    hf_model, folder = hf_bert_mlm
+    target = tmp_path / "bin"
+    target.mkdir()
+    (target / "config.json").write_text((folder / "config.json").read_text())
+    torch.save(load_file(folder / "model.safetensors"), target / "pytorch_model.bin")
+    model = st.BertForMaskedLM.from_pretrained(target)
+    assert torch.allclose(logits_of(model), logits_of(hf_model), atol=1e-5)
+
+    torch.save({"weights": fractions.Fraction(1, 3)}, target / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        st.BertForMaskedLM.from_pretrained(target)
+
+
+def test_a_sharded_safetensors_index_loads(hf, tiny_hf_config, tmp_path):
+    torch.manual_seed(0)
+    hf_model = hf.BertForSequenceClassification(tiny_hf_config("bert")).eval()
+    hf_model.save_pretrained(tmp_path, max_shard_size="20KB")
+    shards = sorted(p.name for p in tmp_path.glob("model-*.safetensors"))
+    assert len(shards) > 1 and (tmp_path / "model.safetensors.index.json").is_file()
+    model = st.BertForSequenceClassification.from_pretrained(tmp_path)
+    assert torch.allclose(logits_of(model), logits_of(hf_model), atol=1e-5)
+    assert set(st.read_state_dict(tmp_path)) == set(hf_model.state_dict()) - {
+        k for k in hf_model.state_dict() if k.endswith(("position_ids", "token_type_ids"))
+    }
+
+    (tmp_path / shards[-1]).unlink()
+    with pytest.raises(CheckpointError, match=f"names shard '{shards[-1]}', which is missing"):
+        st.BertForSequenceClassification.from_pretrained(tmp_path)
+
+
+def test_dtype_choice(hf_bert_mlm):
+    _, folder = hf_bert_mlm
+    model = st.BertForMaskedLM.from_pretrained(folder, dtype="bfloat16")
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    # Tied weights stay tied whatever the dtype.
+    assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
+    assert st.BertForMaskedLM.from_pretrained(folder, dtype="auto").dtype == torch.float32
+    with pytest.raises(ConfigError, match="unknown dtype 'int3'"):
+        st.BertForMaskedLM.from_pretrained(folder, dtype="int3")
+
+
+def test_folders_without_weights_or_config_fail_clearly(hf_bert_mlm, tmp_path):
+    _, folder = hf_bert_mlm
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("nothing")
+    with pytest.raises(CheckpointError, match=r"found: notes\.txt"):
+        st.BertModel.from_pretrained(tmp_path / "empty")
+    (tmp_path / "noconfig").mkdir()
+    (tmp_path / "noconfig" / "model.safetensors").write_bytes(
+        (folder / "model.safetensors").read_bytes()
+    )
+    with pytest.raises(CheckpointError, match=r"no config\.json"):
+        st.BertModel.from_pretrained(tmp_path / "noconfig")
+    truncated = write_checkpoint(tmp_path / "cut", folder, {})
+    data = (folder / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cannot read safetensors"):
+        st.BertModel.from_pretrained(truncated)
+    with pytest.raises(NotFoundError, match="neither an existing file"):
+        st.BertModel.from_pretrained(tmp_path / "no" / "such" / "model")
+
+
+def test_config_settings_septet_does_not_implement_are_refused(hf_bert_mlm, tmp_path):
+    _, folder = hf_bert_mlm
+    original = json.loads((folder / "config.json").read_text())
+    cases = {
+        "hidden_act": ("gelu_fast", "config key 'hidden_act' is 'gelu_fast'"),
+        "position_embedding_type": ("relative_key", "'position_embedding_type' is 'relative_key'"),
+        "hidden_size": ("32", "config key 'hidden_size' has value '32' of type str"),
+        "is_decoder": (True, "'is_decoder' is True"),
+    }
+    for key, (value, message) in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            st.BertConfig.from_dict({**original, key: value})
+    with pytest.raises(ConfigError, match="model_type 'bert' but RobertaConfig"):
+        st.RobertaConfig.from_dict(original)
+    with pytest.raises(ConfigError, match="unknown BertConfig setting 'hiden_size'"):
+        st.BertModel.from_pretrained(folder, hiden_size=3)
+
+
+def test_config_round_trip_keeps_unknown_keys(hf_bert_mlm):
+    _, folder = hf_bert_mlm
+    original = json.loads((folder / "config.json").read_text())
+    config = st.BertConfig.from_dict({**original, "task_specific_params": {"x": 1}}, num_labels=4)
+    assert config.num_labels == 4 and config.id2label[3] == "LABEL_3"
+    written = config.to_dict()
+    assert written["task_specific_params"] == {"x": 1}
+    assert st.BertConfig.from_dict(written) == config
+
+
+def test_hub_names_resolve_offline_from_the_cache_layout(hf_bert_mlm, tmp_path):
+    _, folder = hf_bert_mlm
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--tiny-org--tiny-bert"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (snapshot / name).write_bytes((folder / name).read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    resolved = st.resolve_model_path("tiny-org/tiny-bert", cache_dir=tmp_path / "hub")
+    assert resolved == snapshot
+    with pytest.raises(NotFoundError, match="not in the Hugging Face cache"):
+        st.resolve_model_path("tiny-org/absent", cache_dir=tmp_path / "hub")
+
+
+def test_save_pretrained_replaces_files_atomically(hf_bert_mlm, tmp_path):
+    _, folder = hf_bert_mlm
+    model = st.BertForMaskedLM.from_pretrained(folder)
+    model.save_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["architectures"] == ["BertForMaskedLM"] and config["model_type"] == "bert"
+    # Tied decoder weights are stored once, as HF does.
+    assert "cls.predictions.decoder.weight" not in load_file(tmp_path / "model.safetensors")
+
+
+def test_bundled_model_paths():
+    assert (st.minilm_path() / "config.json").is_file()
+    assert st.smollm2_gguf_path().suffix == ".gguf"
