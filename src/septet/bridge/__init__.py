@@ -33,7 +33,7 @@ __getattr__, __dir__ = lazy_exports(
         "jax_from_torch": ".api",
         "tensorflow_from_jax": ".api",
         "jax_from_tensorflow": ".api",
-        "convert": ".convert",
+        "convert": ".transfer",
         "TorchModuleFromKeras": ".keras_models",
         "KerasLayerFromTorch": ".keras_models",
         "TorchModuleFromJax": ".jax_models",

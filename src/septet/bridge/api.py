@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from septet.bridge.convert import FRAMEWORKS
+from septet.bridge.transfer import FRAMEWORKS
 from septet.errors import ConfigError, MissingDependencyError
 
 _ALIASES = {"torch": "torch", "pytorch": "torch", "tensorflow": "tensorflow", "tf": "tensorflow"}

@@ -15,7 +15,7 @@ import jax
 import torch
 
 from septet.bridge.api import jax_from_torch, torch_from_jax
-from septet.bridge.convert import convert
+from septet.bridge.transfer import convert
 from septet.errors import InputError
 
 

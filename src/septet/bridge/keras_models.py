@@ -26,7 +26,7 @@ import tensorflow as tf
 import torch
 
 from septet.bridge.api import tensorflow_from_torch, torch_from_tensorflow
-from septet.bridge.convert import convert, torch_to_numpy
+from septet.bridge.transfer import convert, torch_to_numpy
 from septet.errors import ConfigError, InputError
 
 

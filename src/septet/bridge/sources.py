@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from septet.bridge.convert import (
+from septet.bridge.nest import NestSpec, flatten
+from septet.bridge.transfer import (
     dtype_name,
     is_float_dtype,
     is_jax_array,
@@ -25,7 +26,6 @@ from septet.bridge.convert import (
     is_torch_tensor,
     tensorflow_value,
 )
-from septet.bridge.nest import NestSpec, flatten
 
 Shape = tuple[int | None, ...]
 # (shape, dtype name); None in a shape is a dimension unknown at trace time, None as the

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 
-from septet.bridge.convert import convert, dtype_name, is_float_dtype, is_jax_array
 from septet.bridge.nest import NestSpec, flatten
 from septet.bridge.sources import SOURCES, SourceRun
+from septet.bridge.transfer import convert, dtype_name, is_float_dtype, is_jax_array
 
 
 class _Opaque:
@@ -31,6 +32,10 @@ class _Opaque:
 jax.tree_util.register_pytree_node(_Opaque, lambda o: ((), o.value), lambda v, _: _Opaque(v))
 
 
+def _is_jax_input(x: Any) -> bool:
+    return is_jax_array(x) or isinstance(x, np.ndarray)
+
+
 def _is_concrete(xs: Any) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
@@ -43,7 +48,9 @@ def jax_from_source(
     src = SOURCES[source]
 
     def bridged(*args: Any, **kwargs: Any) -> Any:
-        leaves, spec = flatten((args, kwargs), is_jax_array)
+        # numpy arrays are JAX inputs too (jax.test_util and jnp functions pass them)
+        leaves, spec = flatten((args, kwargs), _is_jax_input)
+        leaves = [x if is_jax_array(x) else jax.numpy.asarray(x) for x in leaves]
 
         def call(source_leaves: list[Any]) -> Any:
             a, k = spec.rebuild(source_leaves)

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
-from septet.bridge.convert import convert, is_float_dtype, is_tensorflow_tensor, tensorflow_value
 from septet.bridge.nest import flatten
 from septet.bridge.sources import SOURCES, output_specs_allowing_unknown_dims
+from septet.bridge.transfer import convert, is_float_dtype, is_tensorflow_tensor, tensorflow_value
 
 
 def _tape_is_recording() -> bool:
@@ -27,12 +28,17 @@ def _tape_is_recording() -> bool:
         return True
 
 
+def _is_tensorflow_input(x: Any) -> bool:
+    return is_tensorflow_tensor(x) or isinstance(x, np.ndarray)
+
+
 def tensorflow_from_source(fn: Callable[..., Any], source: str) -> Callable[..., Any]:
     """``fn`` (written for ``source``) as a function of TensorFlow tensors with gradients."""
     src = SOURCES[source]
 
     def bridged(*args: Any, **kwargs: Any) -> Any:
-        leaves, spec = flatten((args, kwargs), is_tensorflow_tensor)
+        # numpy arrays are TensorFlow inputs too, as for any TensorFlow op
+        leaves, spec = flatten((args, kwargs), _is_tensorflow_input)
         # Read variables here, outside the custom gradient: the read is then an ordinary op on
         # the tape and gradients reach the variable.
         leaves = [tensorflow_value(x) for x in leaves]

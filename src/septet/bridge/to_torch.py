@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from septet.bridge.convert import convert, dtype_name, is_float_dtype, is_torch_tensor
 from septet.bridge.nest import NestSpec, flatten
 from septet.bridge.sources import SOURCES, SourceRun
+from septet.bridge.transfer import convert, dtype_name, is_float_dtype, is_torch_tensor
 
 
 class _Crossing:

@@ -202,6 +202,14 @@ def _tensorflow_to_torch(x: Any) -> Any:
         return numpy_to_torch(x.numpy()).clone()
 
 
+def tensorflow_address(x: Any) -> int:
+    """The address of a TensorFlow tensor's buffer (TensorFlow has no public accessor; DLPack
+    exports the pointer itself)."""
+    import torch
+
+    return torch.from_dlpack(tf_dlpack_capsule(tensorflow_value(x))).data_ptr()
+
+
 def tf_dlpack_capsule(x: Any) -> Any:
     """A DLPack capsule sharing the buffer of TensorFlow eager tensor ``x``."""
     import tensorflow as tf
@@ -259,11 +267,28 @@ def _jax_to_torch(a: Any) -> Any:
 def _jax_to_tensorflow(a: Any) -> Any:
     import tensorflow as tf
 
+    if _unaligned_jax_buffer(a):
+        # JAX may alias a numpy array's memory, aligned only to 16 bytes; TensorFlow aborts the
+        # process (not an exception) on such a buffer, so copy into a buffer TensorFlow owns.
+        _copied(_describe(a), "jax", "tensorflow", f"buffer not {_TF_ALIGNMENT}-byte aligned")
+        return tf.convert_to_tensor(np.array(a))
     try:
         return tf.experimental.dlpack.from_dlpack(a.__dlpack__())
     except Exception as error:
         _copied(_describe(a), "jax", "tensorflow", f"DLPack refused: {error}")
         return tf.convert_to_tensor(np.array(a))
+
+
+def _unaligned_jax_buffer(a: Any) -> bool:
+    if not a.size:
+        return False
+    try:
+        pointer = a.unsafe_buffer_pointer()
+    except AttributeError:  # numpy-backed JAX literals (e.g. jnp.asarray of a numpy array)
+        pointer = np.asarray(a).ctypes.data
+    except Exception:  # sharded or deleted: no single pointer to check, so copy to be safe
+        return True
+    return pointer % _TF_ALIGNMENT != 0
 
 
 def _warn_if_x64_off(name: str) -> None:
