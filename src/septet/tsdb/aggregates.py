@@ -47,24 +47,32 @@ def _float(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float64, copy=False)
 
 
-def agg_count(x: np.ndarray | None, valid: np.ndarray, g: Groups) -> np.ndarray:
+def agg_count(x: np.ndarray | None, valid: np.ndarray | None, g: Groups) -> np.ndarray:
+    """Non-NULL values per group; ``valid`` None means no NULLs."""
+    if valid is None:
+        return (g.ends - g.starts).astype(np.int64)
     return _reduce(np.add, valid.astype(np.int64), g)
 
 
-def agg_sum(x: np.ndarray, valid: np.ndarray, g: Groups) -> tuple[np.ndarray, np.ndarray]:
+def agg_sum(x: np.ndarray, valid: np.ndarray | None, g: Groups) -> tuple[np.ndarray, np.ndarray]:
     n = agg_count(x, valid, g)
     if x.dtype.kind in "iub":
-        acc = np.where(valid, x.astype(np.int64), 0)
+        acc = x.astype(np.int64) if valid is None else np.where(valid, x.astype(np.int64), 0)
     else:
-        acc = np.where(valid, _float(x), 0.0)
+        acc = _float(x) if valid is None else np.where(valid, _float(x), 0.0)
     return _reduce(np.add, acc, g), n > 0
 
 
-def agg_avg(x: np.ndarray, valid: np.ndarray, g: Groups) -> tuple[np.ndarray, np.ndarray]:
+def agg_avg(x: np.ndarray, valid: np.ndarray | None, g: Groups) -> tuple[np.ndarray, np.ndarray]:
     s, ok = agg_sum(x, valid, g)
     n = agg_count(x, valid, g)
     with np.errstate(invalid="ignore", divide="ignore"):
         return _float(s) / np.maximum(n, 1), ok
+
+
+def agg_extreme_fast(x: np.ndarray, g: Groups, biggest: bool) -> np.ndarray:
+    """MIN/MAX of groups without NULLs when the selected row is not needed."""
+    return _reduce(np.maximum if biggest else np.minimum, x, g)
 
 
 def _extreme(x: np.ndarray, valid: np.ndarray, g: Groups, biggest: bool):

@@ -93,30 +93,35 @@ class _MemTable:
         self.nbytes += rows.nbytes
 
 
-def merge_sources(sources: list[pa.Table]) -> pa.Table:
-    """Sources in age order (oldest first) -> one table sorted by ts, newest row per ts."""
-    sources = [s for s in sources if s.num_rows]
-    if not sources:
+def merge_sources(sources: list[pa.Table], known_sorted: list[bool] | None = None) -> pa.Table:
+    """Sources in age order (oldest first) -> one table sorted by ts, newest row per ts.
+
+    ``known_sorted[i]`` says source i is already strictly increasing (segment blocks always
+    are), which saves checking it.
+    """
+    flags = known_sorted or [False] * len(sources)
+    pairs = [(s, f) for s, f in zip(sources, flags, strict=True) if s.num_rows]
+    if not pairs:
         return None  # type: ignore[return-value]
-    if len(sources) == 1:
-        ts = sources[0].column(TS).to_numpy()
-        if ts.size < 2 or (np.diff(ts) > 0).all():
-            return sources[0]
-    else:
+
+    def increasing(s: pa.Table, known: bool) -> bool:
+        if known:
+            return True
+        ts = s.column(TS).to_numpy()
+        return bool(ts.size < 2 or (np.diff(ts) > 0).all())
+
+    if len(pairs) == 1 and increasing(*pairs[0]):
+        return pairs[0][0]
+    if len(pairs) > 1 and all(increasing(s, f) for s, f in pairs):
         # Sorted, non-overlapping sources need no sort: order them by first timestamp.
         spans = []
-        ok = True
-        for s in sources:
-            ts = s.column(TS).to_numpy()
-            if ts.size > 1 and not (np.diff(ts) > 0).all():
-                ok = False
-                break
-            spans.append((int(ts[0]), int(ts[-1]), s))
-        if ok:
-            spans.sort(key=lambda x: x[0])
-            if all(spans[i][1] < spans[i + 1][0] for i in range(len(spans) - 1)):
-                return pa.concat_tables([s for _, _, s in spans], promote_options="permissive")
-    table = pa.concat_tables(sources, promote_options="permissive")
+        for s, _ in pairs:
+            ts = s.column(TS)
+            spans.append((ts[0].as_py(), ts[len(ts) - 1].as_py(), s))
+        spans.sort(key=lambda x: x[0])
+        if all(spans[i][1] < spans[i + 1][0] for i in range(len(spans) - 1)):
+            return pa.concat_tables([s for _, _, s in spans], promote_options="permissive")
+    table = pa.concat_tables([s for s, _ in pairs], promote_options="permissive")
     ts = table.column(TS).to_numpy()
     order = np.argsort(ts, kind="stable")
     ts_sorted = ts[order]
@@ -134,6 +139,7 @@ class Engine:
         self.lock = threading.RLock()
         self.dbs: dict[str, Database] = {}
         self.segments: dict[tuple[str, int], list[str]] = {}
+        self._partitions: dict[str, list[tuple[int, list[str]]]] = {}  # db -> sorted segments
         self.readers: dict[str, SegmentReader] = {}
         self.mem: dict[int, _MemTable] = {}
         self.mem_bytes = 0
@@ -230,6 +236,7 @@ class Engine:
 
     # ----------------------------------------------------------------- manifest
     def _write_manifest(self) -> None:
+        self._partitions.clear()  # every change of self.segments is followed by a manifest
         if self.path is None:
             return
         atomic_write_json(
@@ -619,9 +626,12 @@ class Engine:
                 continue  # a dropped table: its rows are garbage-collected here
             col_ids = [c.id for c in db.columns_of(self._table_by_uid(uid))[1:]]
             sources = [self._read_segment_rows(n, uid, col_ids, None, None) for n in names]
+            sources = [s for s in sources if s is not None]
+            known = [True] * len(sources)
             if uid in extra:
                 sources.append(extra[uid])
-            rows = merge_sources([s for s in sources if s is not None])
+                known.append(True)  # flushed rows were merged (sorted, unique) already
+            rows = merge_sources(sources, known)
             if rows is None:
                 continue
             if drop is not None and uid in drop[0]:
@@ -713,7 +723,7 @@ class Engine:
             return None
         db = self.dbs[self.uid_db[uid]]
         cols = {c.id: c for c in db.columns_of(self._table_by_uid(uid))}
-        parts = []
+        columns: list[list[Any]] = [[] for _ in range(len(col_ids) + 1)]
         for i, b in enumerate(blocks):
             if (t0 is not None and b.t1 < t0) or (t1 is not None and b.t0 > t1):
                 continue
@@ -724,23 +734,29 @@ class Engine:
             hi = ts.size if t1 is None or b.t1 <= t1 else int(np.searchsorted(ts, t1, "right"))
             if hi <= lo:
                 continue
-            arrays = [pa.array(ts[lo:hi])]
-            names = [TS]
-            for cid in col_ids:
+            whole = lo == 0 and hi == ts.size
+            columns[0].append(ts if whole else ts[lo:hi])
+            for j, cid in enumerate(col_ids):
                 arr = self._block_col(name, uid, i, cols[cid], db)
-                arrays.append(arr.slice(lo, hi - lo))
-                names.append(col_key(cid))
-            parts.append(pa.Table.from_arrays(arrays, names=names))
-        if not parts:
+                columns[j + 1].append(arr if whole else arr.slice(lo, hi - lo))
+        if not columns[0]:
             return None
-        return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        ts_all = columns[0][0] if len(columns[0]) == 1 else np.concatenate(columns[0])
+        arrays = [pa.array(ts_all, pa.int64())] + [
+            c[0] if len(c) == 1 else pa.chunked_array(c) for c in columns[1:]
+        ]
+        return pa.Table.from_arrays(arrays, names=[TS] + [col_key(c) for c in col_ids])
 
     def _segment_names(self, db: Database, t0: int | None, t1: int | None) -> list[str]:
+        parts = self._partitions.get(db.name)
+        if parts is None:
+            parts = sorted(
+                (pid, names) for (name, pid), names in self.segments.items() if name == db.name
+            )
+            self._partitions[db.name] = parts
         span = db.options.partition_span
-        out = []
-        for (name, pid), names in sorted(self.segments.items()):
-            if name != db.name:
-                continue
+        out: list[str] = []
+        for pid, names in parts:
             if (t0 is not None and (pid + 1) * span <= t0) or (t1 is not None and pid * span > t1):
                 continue
             out += names
@@ -787,11 +803,12 @@ class Engine:
                         continue
                     stats.append(meta[2:6])
                     skips.setdefault(name, set()).add(i)
-            sources = []
+            sources, known = [], []
             for name in names:
                 rows = self._read_segment_rows(name, uid, col_ids, t0, t1, skips.get(name))
                 if rows is not None:
                     sources.append(rows)
+                    known.append(True)
             if mem is not None:
                 wanted = [TS] + [col_key(c) for c in col_ids]
                 for chunk, (lo, hi) in zip(mem.chunks, mem.ranges, strict=True):
@@ -807,7 +824,8 @@ class Engine:
                         if not mask.all():
                             chunk = chunk.filter(pa.array(mask))
                     sources.append(_select(chunk, wanted, db, uid, self))
-            return merge_sources(sources), stats
+                    known.append(False)
+            return merge_sources(sources, known), stats
 
     def last_row(self, uid: int) -> pa.Table | None:
         """The newest row of a table (all current columns), from the last-row cache."""

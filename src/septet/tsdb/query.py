@@ -316,9 +316,8 @@ def _load(
     if parts:
         merged = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
         ts_np = merged.column(TS).to_numpy()
-        columns: dict[str, Any] = {
-            c.name: merged.column(col_key(c.id)).combine_chunks() for c in data_cols
-        }
+        # Columns stay chunked (one chunk per block): no copy until something needs one.
+        columns: dict[str, Any] = {c.name: merged.column(col_key(c.id)) for c in data_cols}
     else:
         ts_np = np.zeros(0, dtype=np.int64)
         columns = {c.name: pa.array([], arrow_type(c.type, prec)) for c in data_cols}
@@ -385,13 +384,18 @@ def _partition_codes(keys: list[A.Expr], frame: Frame, src: Source, ctx: Context
     return _combine([_codes(k, frame, src, ctx) for k in keys], frame.length)
 
 
+_ARANGE_CACHE: dict[int, np.ndarray] = {}
+
+
 def _group_order(gid: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Row order sorted by group, then time (skips the sort when already in order)."""
     if gid.size == 0:
         return np.zeros(0, dtype=np.int64)
     dg = np.diff(gid)
     if (dg >= 0).all() and (np.diff(ts)[dg == 0] > 0).all():
-        return np.arange(gid.size)
+        _ARANGE_CACHE.clear()
+        _ARANGE_CACHE[gid.size] = np.arange(gid.size)  # marks "already in order"
+        return _ARANGE_CACHE[gid.size]
     return np.lexsort((ts, gid))
 
 
@@ -452,12 +456,22 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
         wbase = int(wstart.min()) if wstart.size else 0
         widx = (wstart - wbase) // wins.sliding
         n_win = int(widx.max()) + 1 if widx.size else 1
-        gid, _ = _combine([(pid[rows], n_part), (widx, n_win)], rows.size)
+        if n_part * n_win < 2**62:  # ordering and change points need no dense ids
+            gid = pid[rows] * n_win + widx
+        else:
+            gid, _ = _combine([(pid[rows], n_part), (widx, n_win)], rows.size)
     else:
         gid = pid
     order = _group_order(gid, ts[rows])
-    sorted_rows = rows[order]
-    gid_sorted = gid[order]
+    identity = (
+        order.size == n
+        and rows.size == n
+        and bool(
+            n == 0 or (order[0] == 0 and order[-1] == n - 1 and (order is _ARANGE_CACHE.get(n)))
+        )
+    )
+    sorted_rows = rows[order] if not identity else rows
+    gid_sorted = gid[order] if not identity else gid
     if sorted_rows.size:
         starts = np.flatnonzero(np.concatenate([[True], gid_sorted[1:] != gid_sorted[:-1]]))
     else:
@@ -472,7 +486,8 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
         else np.zeros(len(starts), dtype=np.int64)
     )
     empty_all = sorted_rows.size == 0
-    # Aggregate calls, computed once each.
+    # Aggregate calls, computed once each; selector rows only when another column needs them.
+    need_rows = any(_outside_refs(e, set(keys)) for e, _ in items)
     calls: dict[A.Func, str] = {}
     selector_rows: list[np.ndarray] = []
     out: dict[str, Any] = {}
@@ -484,17 +499,24 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
                 continue
             name = f"__agg{len(calls)}"
             calls[x] = name
-            values, sel = _compute(x, frame, sorted_rows, groups, ctx, empty_all)
+            values, sel = _compute(
+                x, frame, sorted_rows, groups, ctx, empty_all, need_rows, identity
+            )
             out[name] = values
             if sel is not None and x.name in SELECTORS:
                 selector_rows.append(sel)
     n_sel = len({c for c in calls if c.name in SELECTORS})
     pick = sorted_rows[selector_rows[0]] if n_sel == 1 and selector_rows and not empty_all else rep
     result = Frame(out, len(starts))
+    tag_names = {t.name for t in src.tags} | {"tbname"}
     for i, k in enumerate(keys):
-        result.columns[f"__key{i}"] = (
-            to_array(evaluate(k, frame, ctx), n).take(pa.array(rep)) if n else pa.nulls(len(starts))
-        )
+        if not n:
+            result.columns[f"__key{i}"] = pa.nulls(len(starts))
+        elif isinstance(k, A.ColumnRef) and k.name in tag_names and src.sub is None:
+            tid = frame.get("__tid")[rep]  # a tag's value comes from the table's tags
+            result.columns[f"__key{i}"] = _tag_frame(src).get(k.name).take(pa.array(tid))
+        else:
+            result.columns[f"__key{i}"] = to_array(evaluate(k, frame, ctx), n).take(pa.array(rep))
     if wins is not None:
         ws = wstart[order][starts] if starts.size and sorted_rows.size else np.zeros(0, np.int64)
         result.columns["__ws"] = ws
@@ -561,6 +583,17 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
     )
 
 
+def _outside_refs(e: A.Expr, keys: set) -> bool:
+    """Whether ``e`` names a column outside any aggregate (other than keys and windows)."""
+    if e in keys or (isinstance(e, A.Func) and e.name in AGGREGATES):
+        return False
+    if isinstance(e, A.ColumnRef):
+        return e.name not in WINDOW_COLUMNS
+    from septet.tsdb.expressions import children
+
+    return any(_outside_refs(c, keys) for c in children(e))
+
+
 def _top_aggregates(e: A.Expr) -> list[A.Func]:
     """Aggregate calls in ``e`` that are not inside another aggregate."""
     if isinstance(e, A.Func) and e.name in AGGREGATES:
@@ -573,7 +606,16 @@ def _top_aggregates(e: A.Expr) -> list[A.Func]:
     return out
 
 
-def _compute(f: A.Func, frame: Frame, rows: np.ndarray, g: K.Groups, ctx: Context, empty_all: bool):
+def _compute(
+    f: A.Func,
+    frame: Frame,
+    rows: np.ndarray,
+    g: K.Groups,
+    ctx: Context,
+    empty_all: bool,
+    need_rows: bool = True,
+    identity: bool = False,
+):
     """One aggregate over the groups: (Arrow array, selected positions or None)."""
     name = f.name
     n_groups = g.count
@@ -601,7 +643,12 @@ def _compute(f: A.Func, frame: Frame, rows: np.ndarray, g: K.Groups, ctx: Contex
         )
         pairs = np.unique(np.stack([gi[valid], codes[valid]]), axis=1)
         return pa.array(np.bincount(pairs[0], minlength=n_groups).astype(np.int64)), None
-    sorted_col = col.take(pa.array(rows)) if rows.size else col.slice(0, 0)
+    if identity:
+        sorted_col = col
+    else:
+        sorted_col = (
+            col if identity else (col.take(pa.array(rows)) if rows.size else col.slice(0, 0))
+        )
     typ = sorted_col.type
     if pa.types.is_string(typ) or pa.types.is_binary(typ):
         if name in ("FIRST", "LAST", "LAST_ROW", "COUNT"):
@@ -617,9 +664,17 @@ def _compute(f: A.Func, frame: Frame, rows: np.ndarray, g: K.Groups, ctx: Contex
     if pa.types.is_null(typ):
         sorted_col = sorted_col.cast(pa.float64())
         typ = pa.float64()
-    x, valid = to_numpy_valid(sorted_col)
-    if valid is None:
-        valid = np.ones(x.size, dtype=bool)
+    x, valid_or_none = to_numpy_valid(sorted_col)
+    if valid_or_none is None and not empty_all and x.size:
+        if name == "COUNT":
+            return pa.array(K.agg_count(x, None, g)), None
+        if name in ("SUM", "AVG"):
+            v, ok = (K.agg_sum if name == "SUM" else K.agg_avg)(x, None, g)
+            return pa.array(v), None
+        if name in ("MIN", "MAX") and not need_rows and x.dtype.kind in "iuf":
+            v = K.agg_extreme_fast(x, g, name == "MAX")
+            return pa.array(v, type=typ), None
+    valid = np.ones(x.size, dtype=bool) if valid_or_none is None else valid_or_none
     if empty_all:
         x = np.zeros(0, dtype=x.dtype)
     if n_groups and x.size == 0:
