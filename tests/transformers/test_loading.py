@@ -236,3 +236,64 @@ def test_save_pretrained_replaces_files_atomically(hf_bert_mlm, tmp_path):
 def test_bundled_model_paths():
     assert (st.minilm_path() / "config.json").is_file()
     assert st.smollm2_gguf_path().suffix == ".gguf"
+
+
+AUTO_TASKS = {
+    "AutoModel": "Model",
+    "AutoModelForMaskedLM": "ForMaskedLM",
+    "AutoModelForSequenceClassification": "ForSequenceClassification",
+    "AutoModelForTokenClassification": "ForTokenClassification",
+    "AutoModelForQuestionAnswering": "ForQuestionAnswering",
+}
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert"])
+def test_auto_classes_pick_the_family_and_task_from_config(family, hf, tiny_hf_config, tmp_path):
+    prefix = {"bert": "Bert", "roberta": "Roberta", "distilbert": "DistilBert"}[family]
+    torch.manual_seed(0)
+    getattr(hf, prefix + "ForMaskedLM")(tiny_hf_config(family)).save_pretrained(tmp_path)
+    config = st.AutoConfig.from_pretrained(tmp_path)
+    assert type(config).__name__ == prefix + "Config"
+    for auto_name, suffix in AUTO_TASKS.items():
+        model = getattr(st, auto_name).from_pretrained(tmp_path, num_labels=2)
+        assert type(model).__name__ == prefix + suffix
+        fresh = getattr(st, auto_name).from_config(config)
+        assert type(fresh) is type(model)
+    with pytest.raises(
+        ConfigError, match=f"AutoModelForCausalLM has no class for model_type '{family}'"
+    ):
+        st.AutoModelForCausalLM.from_pretrained(tmp_path)
+
+
+def test_auto_classes_dispatch_decoders(hf, tmp_path):
+    """GPT-2 and Llama-family configs go to the decoder classes (from gpt2.py and llama.py)."""
+    configs = {
+        "gpt2": hf.GPT2Config(n_embd=32, n_layer=1, n_head=4, vocab_size=99, n_positions=64),
+        "llama": hf.LlamaConfig(
+            hidden_size=32,
+            intermediate_size=48,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=99,
+        ),
+    }
+    expected = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM"}
+    for model_type, config in configs.items():
+        folder = tmp_path / model_type
+        torch.manual_seed(0)
+        hf.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+        model = st.AutoModelForCausalLM.from_pretrained(folder)
+        assert type(model).__name__ == expected[model_type]
+        assert type(st.AutoModel.from_pretrained(folder)).__name__ == expected[model_type].replace(
+            "LMHeadModel", "Model"
+        ).replace("ForCausalLM", "Model")
+
+
+def test_auto_refuses_unknown_model_types(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    with pytest.raises(ConfigError, match="model_type 't5' is not one septet implements"):
+        st.AutoConfig.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8}))
+    with pytest.raises(ConfigError, match="no 'model_type'"):
+        st.AutoConfig.from_pretrained(tmp_path)

@@ -113,6 +113,22 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any] | None, dict[str, 
     return config, _read_weights(weights)
 
 
+def read_config_dict(path: str | Path) -> dict[str, Any]:
+    """The config.json dict of a model folder (or beside a weight file); for a GGUF file,
+    the config its metadata describes, in HF's keys."""
+    path = Path(path)
+    if path.suffix == ".gguf":
+        config, _ = load_checkpoint(path)
+        return config or {}
+    config_file = (path if path.is_dir() else path.parent) / "config.json"
+    if not config_file.is_file():
+        ggufs = sorted(path.glob("*.gguf")) if path.is_dir() else []
+        if len(ggufs) == 1:
+            return read_config_dict(ggufs[0])
+        raise ConfigError(f"no config.json at {config_file}; a model folder needs one")
+    return _read_json(config_file)
+
+
 def _read_weights(file: Path) -> dict[str, torch.Tensor]:
     name = file.name
     if name.endswith(".index.json"):

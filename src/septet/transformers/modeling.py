@@ -217,9 +217,32 @@ class PreTrainedModel(nn.Module):
 
         path = resolve_model_path(path_or_name, allow_download=allow_download)
         config_dict, state_dict = load_checkpoint(path)
+        model = cls.from_checkpoint(
+            config_dict,
+            state_dict,
+            source=str(path),
+            dtype=dtype,
+            device=device,
+            **config_overrides,
+        )
+        model.name_or_path = str(path_or_name)
+        return model
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        config_dict: dict[str, Any] | None,
+        state_dict: dict[str, torch.Tensor],
+        *,
+        source: str = "the checkpoint",
+        dtype: torch.dtype | str | None = None,
+        device: torch.device | str | None = None,
+        **config_overrides: Any,
+    ) -> Self:
+        """Build from an already read config.json dict and state dict (see from_pretrained)."""
         if config_dict is None:
             raise CheckpointError(
-                f"{path} has weights but no config.json beside them; septet needs the "
+                f"{source} has weights but no config.json beside them; septet needs the "
                 "config to know the architecture"
             )
         config = cls.config_class.from_dict(config_dict, **config_overrides)
@@ -231,8 +254,8 @@ class PreTrainedModel(nn.Module):
         target_device = torch.device(device) if device is not None else torch.device("cpu")
         with no_weight_init(), target_device:
             model = cls(config)
-        model.load_checkpoint_state_dict(state_dict, source=str(path), dtype=wanted)
-        model.name_or_path = str(path_or_name)
+        model.load_checkpoint_state_dict(state_dict, source=source, dtype=wanted)
+        model.name_or_path = source
         return model.eval()
 
     def load_checkpoint_state_dict(
@@ -340,16 +363,16 @@ class PreTrainedModel(nn.Module):
         out: dict[str, torch.Tensor] = {}
         dropped: list[str] = []
         for name, tensor in renamed.items():
-            if prefix and is_head:
-                if not name.startswith(prefix + ".") and name.split(".")[0] not in top_level:
-                    name = f"{prefix}.{name}"
-            elif prefix:
-                if name.startswith(prefix + "."):
-                    name = name[len(prefix) + 1 :]
-                elif has_prefix and name.split(".")[0] not in top_level:
-                    # A head model's checkpoint: its task head has no place in a base model.
-                    dropped.append(name)
-                    continue
+            outside = not name.startswith(prefix + ".") and name.split(".")[0] not in top_level
+            if prefix and outside and has_prefix:
+                # Another task's head in a head model's checkpoint (an MLM head when loading
+                # a classifier, any head when loading a base model): it has no place here.
+                dropped.append(name)
+                continue
+            if prefix and is_head and outside:
+                name = f"{prefix}.{name}"
+            elif prefix and not is_head and name.startswith(prefix + "."):
+                name = name[len(prefix) + 1 :]
             if any(re.search(pattern, name) for pattern in self.ignored_checkpoint_keys):
                 continue
             out[name] = tensor
