@@ -113,7 +113,9 @@ class FlowGuidedInpainter:
         spatial_method: str = "telea",
         flow_margin: int = 12,
         region_margin: int = 48,
+        check_consistency: bool = True,
     ):
+        self.check_consistency = check_consistency
         self.context = context
         self.flow_max_side = flow_max_side
         self.feather = feather
@@ -179,8 +181,14 @@ class FlowGuidedInpainter:
             cb = np.ascontiguousarray(b[y0:y1, x0:x1])
             forward = self._flow.calc(ca, cb, None)
             backward = self._flow.calc(cb, ca, None)
-            forward, forward_model = complete_flow(forward, hole_a[y0:y1, x0:x1])
-            backward, backward_model = complete_flow(backward, hole_b[y0:y1, x0:x1])
+            # Measured flow is trusted only where it passes the forward-backward check;
+            # the rest (occlusions, the band the object's motion smears into) is completed too.
+            if self.check_consistency:
+                bad_forward, bad_backward = inconsistent_flow(forward, backward)
+            else:
+                bad_forward = bad_backward = np.zeros(forward.shape[:2], bool)
+            forward, forward_model = complete_flow(forward, hole_a[y0:y1, x0:x1] | bad_forward)
+            backward, backward_model = complete_flow(backward, hole_b[y0:y1, x0:x1] | bad_backward)
             shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
             unshift = np.linalg.inv(shift)
             self._pairs[i] = _FlowPair(
@@ -199,7 +207,7 @@ class FlowGuidedInpainter:
 
     def _propagate(self, frames, holes, index, ys, xs, direction):
         """Colours for hole pixels (ys, xs) of frame ``index`` found by following the flow in
-        ``direction`` (+1 or -1): (colours float32 N x 3, steps int N, 0 = not found)."""
+        ``direction`` (+1 or -1): colours (N x 3) and steps taken (0 = not found)."""
         count = ys.size
         colours = np.zeros((count, 3), np.float32)
         steps = np.zeros(count, np.int32)
@@ -215,17 +223,8 @@ class FlowGuidedInpainter:
                 frames, holes, index + direction * (k - 1) if direction > 0 else target
             )
             p = pos[alive]
-            if pair is None:
-                flow, back = np.zeros_like(p), np.zeros_like(p)
-            else:
-                flow = pair.motion(p, forward=direction > 0)
-                back = pair.motion(p + flow, forward=direction < 0)
-            moved = p + flow
-            # Forward-backward consistency (Sundaram et al. 2010): the flow back from where a
-            # pixel lands must bring it home, up to a tolerance that grows with the motion.
-            error = np.sum((flow + back) ** 2, axis=1)
-            scale2 = np.sum(flow**2, axis=1) + np.sum(back**2, axis=1)
-            ok = (error <= 0.01 * scale2 + 0.5) & (moved[:, 0] >= 0) & (moved[:, 1] >= 0)
+            moved = p if pair is None else p + pair.motion(p, forward=direction > 0)
+            ok = (moved[:, 0] >= 0) & (moved[:, 1] >= 0)
             ok &= (moved[:, 0] <= width - 1) & (moved[:, 1] <= height - 1)
             alive, moved = alive[ok], moved[ok]
             pos[alive] = moved
@@ -256,8 +255,8 @@ class FlowGuidedInpainter:
         w_after = np.where(after_steps > 0, 1.0 / np.maximum(after_steps, 1), 0.0)
         w_before = np.where(before_steps > 0, 1.0 / np.maximum(before_steps, 1), 0.0)
         total = w_after + w_before
-        found = total > 0
         blend = after * w_after[:, None] + before * w_before[:, None]
+        found = total > 0
         blend /= np.maximum(total, 1e-9)[:, None]
         filled = frame.copy()
         filled[ys[found], xs[found]] = np.clip(np.rint(blend[found]), 0, 255).astype(np.uint8)
@@ -282,6 +281,34 @@ def feather_into(frame: np.ndarray, filled: np.ndarray, hole: np.ndarray, feathe
     mixed = alpha * filled[hole].astype(np.float32) + (1 - alpha) * frame[hole].astype(np.float32)
     out[hole] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
     return out
+
+
+def inconsistent_flow(
+    forward: np.ndarray, backward: np.ndarray, relative: float = 0.01, absolute: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where forward and backward flow disagree (Sundaram et al. 2010): a pixel carried forward
+    and back should come home, up to ``relative`` times the squared motion plus ``absolute``
+    (pixels squared). Returns the masks of failing pixels in the first and in the second frame."""
+    import cv2
+
+    height, width = forward.shape[:2]
+    grid_x, grid_y = np.meshgrid(
+        np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
+    )
+
+    def failing(there: np.ndarray, back: np.ndarray) -> np.ndarray:
+        returned = cv2.remap(
+            back,
+            grid_x + there[..., 0],
+            grid_y + there[..., 1],
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        error = np.sum((there + returned) ** 2, axis=2)
+        limit = relative * (np.sum(there**2, axis=2) + np.sum(returned**2, axis=2)) + absolute
+        return error > limit
+
+    return failing(forward, backward), failing(backward, forward)
 
 
 def complete_flow(
