@@ -426,3 +426,18 @@ def test_precision_us_and_ns_databases_keep_their_units():
             base + 1000 * unit,
         ]
         assert c.execute("SELECT count(*) FROM t INTERVAL(1s)").fetchall() == [(2,), (1,)]
+
+
+@pytest.mark.parametrize("limit,offset", [(5, 0), (3, 2), (1, 0)])
+def test_newest_windows_with_order_by_wstart_desc_limit(con, duck, limit, offset):
+    # Answered by reading only the newest stretch of time; must equal a full computation.
+    got = con.execute(
+        f"SELECT _wstart, max(v), count(*) FROM m WHERE ts < {T0 + 300 * MINUTE} "
+        f"INTERVAL(1m) ORDER BY _wstart DESC LIMIT {limit} OFFSET {offset}"
+    ).fetchall()
+    want = duck.execute(
+        f"SELECT ts // 60000 * 60000 AS w, max(v), count(*) FROM raw "
+        f"WHERE ts < {T0 + 300 * MINUTE} GROUP BY w ORDER BY w DESC "
+        f"LIMIT {limit} OFFSET {offset}"
+    ).fetchall()
+    assert norm(got) == norm(want) and len(got) == limit

@@ -57,8 +57,14 @@ class Source:
         return self.columns[0].name
 
 
-def run_select(engine: Engine, current_db: str | None, q: A.Select, ctx: Context) -> pa.Table:
+def run_select(
+    engine: Engine, current_db: str | None, q: A.Select, ctx: Context, narrow: bool = True
+) -> pa.Table:
     """Execute one SELECT and return its rows."""
+    if narrow:
+        latest = _latest_windows(engine, current_db, q, ctx)
+        if latest is not None:
+            return latest
     src = _resolve(engine, current_db, q, ctx)
     if src.db is not None:
         ctx.precision = src.db.options.precision
@@ -103,6 +109,58 @@ def run_select(engine: Engine, current_db: str | None, q: A.Select, ctx: Context
         return _aggregate(q, items, frame, src, ctx, t0, t1)
     keys = _partition_codes(q.partition_by, frame, src, ctx) if q.partition_by else None
     return _finish_rows(q, items, frame, keys, ctx)
+
+
+def _latest_windows(
+    engine: Engine, current_db: str | None, q: A.Select, ctx: Context
+) -> pa.Table | None:
+    """``INTERVAL ... ORDER BY _wstart DESC LIMIT k``: read only the newest stretch of time.
+
+    Windows before the stretch's start would be partial, so the stretch widens (doubling)
+    until the k newest windows all start inside it, or it covers all the data.
+    """
+    if not (
+        q.interval is not None
+        and q.limit is not None
+        and len(q.order_by) == 1
+        and q.order_by[0].desc
+        and q.order_by[0].expr == A.ColumnRef("_wstart")
+        and not q.partition_by
+        and not q.group_by
+        and q.fill is None
+        and q.having is None
+        and q.slimit is None
+        and not isinstance(q.source, A.Select)
+        and q.source is not None
+        and any(e == A.ColumnRef("_wstart") and alias is None for e, alias in q.items)
+    ):
+        return None
+    src = _resolve(engine, current_db, q, ctx)
+    if src.db is None or not src.tables:
+        return None
+    ctx.precision = src.db.options.precision
+    _, time_conds, _ = _classify(_conjuncts(q.where), src)
+    t0, t1 = _time_range(time_conds, src, ctx)
+    bounds = [b for b in (engine.time_bounds(t.uid) for t in src.tables) if b is not None]
+    if not bounds:
+        return None
+    lo = max(min(b[0] for b in bounds), t0 if t0 is not None else -(2**62))
+    hi = min(max(b[1] for b in bounds), t1 if t1 is not None else 2**62)
+    wins = _windows(q.interval, ctx)
+    need = q.limit + q.offset
+    span = (need + wins.interval // wins.sliding + 1) * wins.sliding
+    while True:
+        start = (hi - span - wins.offset) // wins.sliding * wins.sliding + wins.offset
+        if start <= lo:
+            return None  # the whole range is needed anyway
+        bound = A.Binary(">=", A.ColumnRef(src.ts_name), A.Literal(int(start)))
+        where = bound if q.where is None else A.Binary("AND", q.where, bound)
+        sub = A.Select(**{**q.__dict__, "where": where})
+        result = run_select(engine, current_db, sub, ctx, narrow=False)
+        ws = pc.cast(result.column("_wstart"), pa.int64()).to_numpy()
+        if result.num_rows >= q.limit and (ws.size == 0 or ws.min() >= start):
+            return result
+        span *= 2
 
 
 # ----------------------------------------------------------------------------- source
@@ -387,15 +445,34 @@ def _partition_codes(keys: list[A.Expr], frame: Frame, src: Source, ctx: Context
 _ARANGE_CACHE: dict[int, np.ndarray] = {}
 
 
+def _ordered(n: int) -> np.ndarray:
+    """The identity order, marked as such for _aggregate."""
+    _ARANGE_CACHE.clear()
+    _ARANGE_CACHE[n] = np.arange(n)
+    return _ARANGE_CACHE[n]
+
+
+def _table_codes(keys: list[A.Expr], src: Source) -> tuple[np.ndarray, int] | None:
+    """Combined per-table group codes when every key is tbname or a tag, else None."""
+    tag_names = {t.name for t in src.tags} | {"tbname"}
+    if src.sub is not None or not all(
+        isinstance(k, A.ColumnRef) and k.name in tag_names for k in keys
+    ):
+        return None
+    if not keys:
+        return np.zeros(len(src.tables), dtype=np.int64), 1
+    tags = _tag_frame(src)
+    codes = [_factorize(tags.get(k.name)) for k in keys]  # type: ignore[union-attr]
+    return _combine(codes, len(src.tables))
+
+
 def _group_order(gid: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Row order sorted by group, then time (skips the sort when already in order)."""
     if gid.size == 0:
         return np.zeros(0, dtype=np.int64)
     dg = np.diff(gid)
     if (dg >= 0).all() and (np.diff(ts)[dg == 0] > 0).all():
-        _ARANGE_CACHE.clear()
-        _ARANGE_CACHE[gid.size] = np.arange(gid.size)  # marks "already in order"
-        return _ARANGE_CACHE[gid.size]
+        return _ordered(gid.size)
     return np.lexsort((ts, gid))
 
 
@@ -446,11 +523,25 @@ def _windows(iv: A.Interval, ctx: Context) -> Windows:
 def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, t1) -> pa.Table:
     keys = q.partition_by + q.group_by
     n = frame.length
-    key_codes = [_codes(k, frame, src, ctx) for k in keys]
-    pid, n_part = _combine(key_codes, n)
     ts = frame.get("__ts")
     rows = np.arange(n)
     wins = _windows(q.interval, ctx) if q.interval else None
+    per_table = _table_codes(keys, src)
+    in_order = False
+    if per_table is not None:
+        # Keys that are tags or tbname are constant per table: combine them per table, then
+        # spread to rows. Rows come table by table in time order, so when each table is its
+        # own partition (codes strictly ascend), rows are already in (partition, time) order.
+        table_pid, n_part = per_table
+        pid = table_pid[frame.get("__tid")] if n else np.zeros(0, dtype=np.int64)
+        in_order = (
+            bool((np.diff(table_pid) > 0).all())
+            and src.sub is None
+            and (wins is None or wins.sliding == wins.interval)
+        )
+    else:
+        key_codes = [_codes(k, frame, src, ctx) for k in keys]
+        pid, n_part = _combine(key_codes, n)
     if wins is not None:
         rows, wstart = wins.assign(ts)
         wbase = int(wstart.min()) if wstart.size else 0
@@ -462,7 +553,7 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
             gid, _ = _combine([(pid[rows], n_part), (widx, n_win)], rows.size)
     else:
         gid = pid
-    order = _group_order(gid, ts[rows])
+    order = _ordered(n) if in_order else _group_order(gid, ts[rows])
     identity = (
         order.size == n
         and rows.size == n
