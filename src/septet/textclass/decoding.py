@@ -1,0 +1,72 @@
+"""From probabilities to label sets: a global threshold, per-label thresholds tuned on dev,
+top-k, and one-best for single-label tasks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from septet.errors import ConfigError
+
+DECODINGS = ("threshold", "top_k", "argmax")
+
+
+def tune_thresholds(
+    probabilities: np.ndarray,
+    truth: np.ndarray,
+    *,
+    default: float = 0.5,
+    grid: np.ndarray | None = None,
+    min_support: int = 1,
+) -> np.ndarray:
+    """One threshold per label, the value on ``grid`` that maximises that label's F1 on the
+    given (dev) data. Labels with fewer than ``min_support`` positive documents keep
+    ``default``: a threshold fitted to no evidence would only be noise. Ties go to the highest
+    threshold (fewer false positives)."""
+    if grid is None:
+        grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+    truth = truth.astype(bool)
+    thresholds = np.full(probabilities.shape[1], default, dtype=np.float32)
+    support = truth.sum(0)
+    for label in np.flatnonzero(support >= min_support):
+        p = probabilities[:, label][:, None] >= grid[None, :]  # [docs, grid]
+        t = truth[:, label][:, None]
+        tp = (p & t).sum(0)
+        f1 = 2 * tp / (p.sum(0) + t.sum())
+        best = np.flatnonzero(f1 == f1.max())[-1]
+        thresholds[label] = grid[best]
+    return thresholds
+
+
+def decode(
+    probabilities: np.ndarray,
+    *,
+    method: str = "threshold",
+    thresholds: np.ndarray | float = 0.5,
+    top_k: int = 1,
+    at_least_one: bool = False,
+) -> np.ndarray:
+    """0/1 predictions ``[docs, labels]``. ``threshold``: p >= threshold (per label or one
+    value); ``top_k``: the k most probable labels that also pass the threshold (k best when
+    thresholds are 0); ``argmax``: exactly one label. ``at_least_one`` adds the most probable
+    label to documents left empty."""
+    if method not in DECODINGS:
+        raise ConfigError(f"unknown decoding {method!r}; use one of {', '.join(DECODINGS)}")
+    n, labels = probabilities.shape
+    predictions = np.zeros((n, labels), dtype=np.int8)
+    if method == "argmax":
+        predictions[np.arange(n), probabilities.argmax(1)] = 1
+        return predictions
+    passed = probabilities >= np.asarray(thresholds, dtype=np.float32)
+    if method == "top_k":
+        if top_k < 1:
+            raise ConfigError(f"top_k must be at least 1, not {top_k}")
+        k = min(top_k, labels)
+        best = np.argpartition(-probabilities, k - 1, axis=1)[:, :k]
+        keep = np.zeros_like(passed)
+        np.put_along_axis(keep, best, True, axis=1)
+        passed &= keep
+    predictions[passed] = 1
+    if at_least_one:
+        empty = predictions.sum(1) == 0
+        predictions[np.flatnonzero(empty), probabilities[empty].argmax(1)] = 1
+    return predictions

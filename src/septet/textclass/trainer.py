@@ -1,0 +1,222 @@
+"""The textclass training loop: AdamW, warm-up then linear/cosine decay, gradient clipping,
+per-epoch dev evaluation, best state by dev micro-F1, early stopping, a wall-time cap, and
+checkpoints that resume exactly (weights, optimizer, schedule, RNG, epoch, history).
+
+Resumption is per epoch: each epoch's shuffle comes from ``seed + epoch`` and torch's RNG state
+is saved with the checkpoint, so an interrupted run that resumes gives the same metrics as one
+that never stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from septet.common.atomic import atomic_write_bytes
+from septet.common.progress import progress_bar
+from septet.errors import CheckpointError
+from septet.textclass.config import TrainSection
+from septet.textclass.features import length_sorted_batches, pad_batch
+
+CHECKPOINT_NAME = "last-checkpoint.pt"
+
+
+@dataclass
+class TrainingResult:
+    best_state: dict
+    best_epoch: int
+    best_score: float
+    history: list[dict] = field(default_factory=list)
+    documents_per_second: float = 0.0
+    stopped_because: str = "epochs"
+
+
+def lr_multiplier(step: int, total: int, warmup: int, schedule: str) -> float:
+    """The learning-rate factor at ``step``: linear warm-up, then linear/cosine decay to 0 or
+    constant."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    progress = min(max(progress, 0.0), 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0 - progress
+
+
+@torch.no_grad()
+def predict_probabilities(
+    model: torch.nn.Module,
+    sequences: Sequence[Sequence[int]],
+    batch_size: int,
+    device: torch.device,
+    *,
+    single_label: bool = False,
+) -> np.ndarray:
+    """Label probabilities ``[docs, labels]`` (softmax when ``single_label``, else sigmoid)."""
+    was_training = model.training
+    model.eval()
+    out: np.ndarray | None = None
+    for batch in length_sorted_batches([len(s) for s in sequences], batch_size):
+        ids, mask = pad_batch([sequences[i] for i in batch])
+        logits = model(ids.to(device), mask.to(device)).float()
+        probs = logits.softmax(1) if single_label else logits.sigmoid()
+        if out is None:
+            out = np.zeros((len(sequences), probs.shape[1]), dtype=np.float32)
+        out[batch] = probs.cpu().numpy()
+    model.train(was_training)
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def apply_threads(num_threads: int) -> None:
+    """Use ``num_threads`` CPU threads (0 leaves torch's choice)."""
+    if num_threads > 0 and torch.get_num_threads() != num_threads:
+        torch.set_num_threads(num_threads)
+
+
+def _serialise(obj: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def train_model(
+    model: torch.nn.Module,
+    train_sequences: Sequence[Sequence[int]],
+    train_targets: np.ndarray,
+    dev_sequences: Sequence[Sequence[int]],
+    dev_score: Callable[[np.ndarray], float],
+    options: TrainSection,
+    *,
+    loss_fn: Callable,
+    penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None,
+    single_label: bool = False,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    fingerprint: str = "",
+) -> TrainingResult:
+    """Train ``model`` in place; returns the best state (by ``dev_score`` of the dev
+    probabilities) and the per-epoch history."""
+    from septet.common.device import choose_device
+
+    device = choose_device(options.device)
+    apply_threads(options.num_threads)
+    model.to(device)
+    n = len(train_sequences)
+    steps_per_epoch = math.ceil(n / options.batch_size)
+    total_steps = steps_per_epoch * options.epochs
+    warmup = int(options.warmup_ratio * total_steps)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_multiplier(step, total_steps, warmup, options.schedule)
+    )
+    targets_all = torch.from_numpy(np.asarray(train_targets, dtype=np.float32))
+    result = TrainingResult(
+        best_state=copy.deepcopy(model.state_dict()), best_epoch=-1, best_score=-1.0
+    )
+    start_epoch, stale = 0, 0
+    checkpoint = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir else None
+    if checkpoint is not None and resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        if state.get("fingerprint") != fingerprint:
+            raise CheckpointError(
+                f"{checkpoint} was written by a run with other data or settings; delete it or "
+                "set output.resume = false to start over"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start_epoch, stale = int(state["epoch"]) + 1, int(state["stale"])
+        result.best_state, result.best_epoch = state["best_state"], int(state["best_epoch"])
+        result.best_score, result.history = float(state["best_score"]), list(state["history"])
+    started = time.perf_counter()
+    trained_docs, train_seconds = 0, 0.0
+    with progress_bar(total_steps, "training") as bar:
+        bar.advance(start_epoch * steps_per_epoch)
+        for epoch in range(start_epoch, options.epochs):
+            model.train()
+            order = np.random.default_rng(options.seed + epoch).permutation(n)
+            epoch_loss, epoch_start, seen, out_of_time = 0.0, time.perf_counter(), 0, False
+            for first in range(0, n, options.batch_size):
+                if options.max_seconds and time.perf_counter() - started >= options.max_seconds:
+                    out_of_time = True  # the cap may cut an epoch short; dev decides as usual
+                    break
+                batch = order[first : first + options.batch_size]
+                ids, mask = pad_batch([train_sequences[i] for i in batch])
+                targets = targets_all[batch].to(device)
+                loss = model.loss(ids.to(device), mask.to(device), targets, loss_fn)
+                if penalty is not None:
+                    loss = loss + penalty(model)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if options.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                epoch_loss += float(loss.detach()) * len(batch)
+                seen += len(batch)
+                bar.advance()
+            train_seconds += time.perf_counter() - epoch_start
+            trained_docs += seen
+            epoch_loss /= max(seen, 1)
+            probabilities = predict_probabilities(
+                model, dev_sequences, options.eval_batch_size, device, single_label=single_label
+            )
+            score = float(dev_score(probabilities))
+            result.history.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": epoch_loss,
+                    "dev_micro_f1": score,
+                    "documents": seen,
+                }
+            )
+            bar.describe(f"epoch {epoch + 1}: loss {epoch_loss:.4f}, dev micro-F1 {score:.4f}")
+            if score > result.best_score:
+                result.best_score, result.best_epoch, stale = score, epoch + 1, 0
+                result.best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+            if checkpoint is not None:
+                atomic_write_bytes(
+                    checkpoint,
+                    _serialise(
+                        {
+                            "fingerprint": fingerprint,
+                            "epoch": epoch,
+                            "stale": stale,
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(),
+                            "rng": torch.get_rng_state(),
+                            "best_state": result.best_state,
+                            "best_epoch": result.best_epoch,
+                            "best_score": result.best_score,
+                            "history": result.history,
+                        }
+                    ),
+                )
+            if options.early_stopping and stale >= options.early_stopping:
+                result.stopped_because = f"early stopping after epoch {epoch + 1}"
+                break
+            if out_of_time or (
+                options.max_seconds and time.perf_counter() - started >= options.max_seconds
+            ):
+                result.stopped_because = (
+                    f"time limit ({options.max_seconds:g} s) in epoch {epoch + 1}"
+                )
+                break
+    result.documents_per_second = trained_docs / train_seconds if train_seconds else 0.0
+    return result

@@ -1,0 +1,153 @@
+"""TextClassifier end to end: learning a separable toy set, reproducibility, save/load, resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+from septet.errors import CheckpointError, InputError
+from septet.textclass.classifier import TextClassifier
+from septet.textclass.taxonomy import Taxonomy
+
+
+def small_cnn(**overrides):
+    options = {
+        "encoder_params": {"embedding_dim": 32, "num_filters": 16},
+        "epochs": 6,
+        "batch_size": 16,
+        "learning_rate": 0.01,
+        "min_token_count": 1,
+        "num_threads": 1,
+        "seed": 11,
+    }
+    options.update(overrides)
+    return TextClassifier("TextCNN", **options)
+
+
+@pytest.fixture(scope="module")
+def trained(toy_train, toy_dev):
+    return small_cnn().fit(*toy_train, dev=toy_dev)
+
+
+def test_learns_a_separable_toy_set(trained, toy_dev):
+    metrics = trained.evaluate(*toy_dev)
+    assert metrics["flat"]["micro_f1"] >= 0.95
+    assert metrics["flat"]["macro_f1"] >= 0.95
+    assert trained.training_["best_epoch"] >= 1
+
+
+def test_rerun_gives_identical_metrics(trained, toy_train, toy_dev):
+    again = small_cnn().fit(*toy_train, dev=toy_dev)
+    assert again.training_["history"] == trained.training_["history"]
+    np.testing.assert_array_equal(
+        again.predict_proba(toy_dev[0]), trained.predict_proba(toy_dev[0])
+    )
+
+
+def test_predict_proba_columns_are_classes(trained, toy_dev):
+    probabilities = trained.predict_proba(toy_dev[0][:3])
+    assert probabilities.shape == (3, len(trained.classes_))
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    assert trained.predict(["goal striker penalty offside goal"]) == [["sport--football"]]
+
+
+def test_save_and_load_round_trip(trained, toy_dev, tmp_path):
+    folder = trained.save(tmp_path / "model")
+    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "textclass.json"]
+    loaded = TextClassifier.load(folder)
+    np.testing.assert_array_equal(
+        loaded.predict_proba(toy_dev[0]), trained.predict_proba(toy_dev[0])
+    )
+    assert loaded.predict(toy_dev[0]) == trained.predict(toy_dev[0])
+    trained.save(folder)  # saving over an existing model replaces it whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_load_names_mismatched_weights(trained, tmp_path):
+    folder = trained.save(tmp_path / "model")
+    meta = json.loads((folder / "textclass.json").read_text())
+    meta["encoder_params"]["num_filters"] = 8
+    (folder / "textclass.json").write_text(json.dumps(meta))
+    with pytest.raises(
+        CheckpointError,
+        match=r"mis-shaped: .*encoder\.convs\.0\.weight \(file \(16, 32, 2\), model \(8, 32, 2\)\)",
+    ):
+        TextClassifier.load(folder)
+    with pytest.raises(CheckpointError, match="not a saved TextClassifier"):
+        TextClassifier.load(tmp_path)
+
+
+def test_hierarchy_from_taxonomy_file(toy_files, toy_train, toy_dev):
+    path = toy_files["taxonomy"]
+    classifier = small_cnn(epochs=4, recursive_penalty=0.01).set_params(hierarchy=str(path))
+    classifier.fit(*toy_train, dev=toy_dev)
+    assert classifier.classes_[:2] == ["sport", "tech"]  # parents first
+    metrics = classifier.evaluate(*toy_dev)
+    assert metrics["levels"]["1"]["micro_f1"] >= 0.95
+    with pytest.raises(InputError, match="'sport--golf'"):
+        classifier.evaluate(["a"], [["sport--golf"]])
+
+
+def test_resume_after_a_crash_continues_exactly(tmp_path, toy_train, toy_dev, monkeypatch):
+    import septet.textclass.trainer as trainer
+
+    whole = small_cnn(epochs=4, early_stopping=0).fit(*toy_train, dev=toy_dev)
+    # Crash while evaluating epoch 3: the checkpoint on disk then holds epoch 2.
+    real, calls = trainer.predict_probabilities, []
+
+    def crashing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "predict_probabilities", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        small_cnn(epochs=4, early_stopping=0).fit(*toy_train, dev=toy_dev, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(trainer, "predict_probabilities", real)
+    resumed = small_cnn(epochs=4, early_stopping=0).fit(
+        *toy_train, dev=toy_dev, checkpoint_dir=tmp_path, resume=True
+    )
+    assert resumed.training_["history"] == whole.training_["history"]
+    np.testing.assert_array_equal(
+        resumed.predict_proba(toy_dev[0]), whole.predict_proba(toy_dev[0])
+    )
+    other = small_cnn(epochs=4, early_stopping=0, learning_rate=0.02)
+    with pytest.raises(CheckpointError, match="other data or settings"):
+        other.fit(*toy_train, dev=toy_dev, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_time_cap_stops_training(toy_train, toy_dev):
+    capped = small_cnn(epochs=50, max_seconds=1e-9).fit(*toy_train, dev=toy_dev)
+    assert capped.training_["stopped_because"].startswith("time limit")
+    assert len(capped.training_["history"]) == 1
+
+
+def test_multi_class_with_softmax(toy_train, toy_dev):
+    single = [(t, labs[0].split("--")[0]) for t, labs in zip(*toy_train, strict=True)]
+    texts, labels = [t for t, _ in single], [lab for _, lab in single]
+    classifier = small_cnn(epochs=3).set_params(
+        multi_label=False, loss="softmax_ce", decoding="argmax"
+    )
+    classifier.fit(texts, labels)
+    predictions = classifier.predict(texts[:10])
+    assert all(p in ("sport", "tech") for p in predictions)
+    assert np.allclose(classifier.predict_proba(texts[:4]).sum(1), 1.0, atol=1e-5)
+    with pytest.raises(InputError, match="needs exactly one"):
+        classifier.fit(["a b"], [["sport", "tech"]])
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(InputError, match="2 training texts but 1 label lists"):
+        small_cnn().fit(["a", "b"], [["x"]])
+    with pytest.raises(InputError, match="not trained yet"):
+        small_cnn().predict(["a"])
+    with pytest.raises(InputError, match="must be a list of strings"):
+        small_cnn().fit("abc", [["x"]])
+
+
+def test_taxonomy_object_is_accepted(toy_train, toy_dev):
+    taxonomy = Taxonomy.from_paths([label for labels in toy_train[1] for label in labels])
+    classifier = small_cnn(epochs=2).set_params(hierarchy=taxonomy)
+    classifier.fit(*toy_train, dev=toy_dev)
+    assert "sport" in classifier.classes_

@@ -1,0 +1,86 @@
+"""Every registered encoder: forward and backward on a tiny batch, output shapes."""
+
+import pytest
+import torch
+
+from septet.errors import ConfigError, NotFoundError
+from septet.textclass.encoders import create_encoder, list_encoders
+from septet.textclass.model import build_model
+
+VOCAB = 50
+SMALL = {  # small sizes keep the test fast; the defaults are used elsewhere
+    "FastText": {"bigram_buckets": 97},
+    "TextCNN": {"num_filters": 8},
+    "TextRNN": {"hidden_dim": 8, "attention_dim": 8},
+    "TextRCNN": {"hidden_dim": 8, "projection_dim": 12},
+    "DRNN": {"hidden_dim": 8, "window_size": 3},
+    "DPCNN": {"num_filters": 8},
+    "TextVDCNN": {"stage_filters": [8, 8, 16, 16], "top_k": 2},
+    "AttentiveConvNet": {"hidden_dim": 8},
+    "RegionEmbedding": {"region_size": 3, "embedding_dim": 8},
+    "Transformer": {"num_layers": 1, "feedforward_dim": 16},
+    "StarTransformer": {"num_cycles": 1},
+    "HMCN": {"hidden_dim": 8, "global_dim": 8, "local_dim": 8},
+}
+VOCABULARY_ENCODERS = sorted(SMALL)
+
+
+def test_the_registry_lists_every_neuralclassifier_encoder():
+    assert set(VOCABULARY_ENCODERS) <= set(list_encoders())
+
+
+@pytest.mark.parametrize("name", VOCABULARY_ENCODERS)
+def test_forward_backward_and_shapes(name):
+    torch.manual_seed(0)
+    params = {"embedding_dim": 16, **SMALL[name]}
+    levels, parents = [1, 1, 2, 2, 2], [-1, -1, 0, 0, 1]
+    model = build_model(name, VOCAB, params, levels, parents)
+    ids = torch.randint(2, VOCAB, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = False  # a shorter document
+    mask[2, 1:] = False  # a one-token document
+    ids[~mask] = 0
+    features = model.encoder(ids, mask)
+    assert features.shape == (3, model.encoder.output_dim)
+    logits = model(ids, mask)
+    assert logits.shape == (3, 5) and torch.isfinite(logits).all()
+    targets = torch.tensor([[1, 0, 1, 0, 0], [0, 1, 0, 0, 1], [1, 0, 0, 1, 0]], dtype=torch.float32)
+    loss = model.loss(ids, mask, targets, torch.nn.functional.binary_cross_entropy_with_logits)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert model.encoder.embedding.weight.grad.abs().sum() > 0  # gradients reach the tokens
+
+
+@pytest.mark.parametrize("name", ["TextCNN", "DPCNN", "TextVDCNN", "RegionEmbedding"])
+def test_padding_does_not_change_features(name):
+    torch.manual_seed(0)
+    params = {"embedding_dim": 16, "dropout": 0.0, **SMALL[name]}
+    encoder = create_encoder(name, VOCAB, **params).eval()
+    ids = torch.randint(2, VOCAB, (1, 6))
+    short = encoder(ids, torch.ones(1, 6, dtype=torch.bool))
+    padded_ids = torch.cat([ids, torch.zeros(1, 3, dtype=torch.long)], dim=1)
+    padded_mask = torch.cat([torch.ones(1, 6), torch.zeros(1, 3)], dim=1).bool()
+    if name in ("TextCNN", "RegionEmbedding"):
+        torch.testing.assert_close(encoder(padded_ids, padded_mask), short)
+    else:  # pyramids pool differently on longer inputs; only check it runs and is finite
+        assert torch.isfinite(encoder(padded_ids, padded_mask)).all()
+
+
+def test_unknown_encoder_lists_the_names():
+    with pytest.raises(NotFoundError, match="TextRCNN"):
+        create_encoder("TextRCNNN", VOCAB)
+
+
+def test_unknown_encoder_parameter_names_the_key():
+    with pytest.raises(ConfigError, match=r"params\.kernel_size .*TextCNN"):
+        create_encoder("TextCNN", VOCAB, kernel_size=3)
+
+
+def test_wrong_parameter_type_names_the_key():
+    with pytest.raises(ConfigError, match=r"params\.hidden_dim"):
+        create_encoder("TextRNN", VOCAB, hidden_dim="big")
+
+
+def test_names_are_case_insensitive():
+    assert type(create_encoder("textcnn", VOCAB)).__name__ == "TextCNN"

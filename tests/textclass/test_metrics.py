@@ -1,0 +1,79 @@
+"""Metrics against hand-computed cases and scikit-learn; decoding and thresholds."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.metrics import f1_score, precision_score, recall_score
+
+from septet.textclass.decoding import decode, tune_thresholds
+from septet.textclass.metrics import evaluate, summary_scores
+
+TRUTH = np.array([[1, 0, 1], [1, 1, 0], [0, 0, 1], [0, 0, 0]])
+PRED = np.array([[1, 0, 0], [1, 0, 1], [0, 0, 1], [1, 0, 0]])
+
+
+def test_hand_computed_case():
+    # label 0: tp 2, fp 1, fn 0 -> P 2/3, R 1, F1 0.8
+    # label 1: tp 0, fp 0, fn 1 -> P 0, R 0, F1 0
+    # label 2: tp 1, fp 1, fn 1 -> P 1/2, R 1/2, F1 1/2
+    scores = summary_scores(TRUTH, PRED)
+    assert scores["micro_precision"] == pytest.approx(3 / 5)
+    assert scores["micro_recall"] == pytest.approx(3 / 5)
+    assert scores["micro_f1"] == pytest.approx(3 / 5)
+    assert scores["macro_precision"] == pytest.approx((2 / 3 + 0 + 1 / 2) / 3)
+    assert scores["macro_recall"] == pytest.approx((1 + 0 + 1 / 2) / 3)
+    assert scores["macro_f1"] == pytest.approx((0.8 + 0 + 0.5) / 3)  # mean of per-label F1
+    p, r = 7 / 18, 1 / 2
+    assert scores["macro_f1_harmonic"] == pytest.approx(2 * p * r / (p + r))  # NeuralClassifier
+
+
+def test_per_level_scores_split_the_columns():
+    result = evaluate(TRUTH, PRED, ["a", "a--x", "b"], levels=[1, 2, 1])
+    assert result["levels"]["2"]["micro_f1"] == 0.0
+    assert result["levels"]["1"] == summary_scores(TRUTH[:, [0, 2]], PRED[:, [0, 2]])
+    assert [row["label"] for row in result["per_label"]] == ["a", "a--x", "b"]
+    assert result["per_label"][0]["f1"] == pytest.approx(0.8)
+    assert result["per_label"][1]["level"] == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    # two or more columns: scikit-learn reads a one-column matrix as a binary task instead
+    arrays(np.int8, st.tuples(st.integers(1, 12), st.integers(2, 6)), elements=st.integers(0, 1)),
+    st.data(),
+)
+def test_agrees_with_scikit_learn(truth, data):
+    pred = data.draw(arrays(np.int8, truth.shape, elements=st.integers(0, 1)))
+    scores = summary_scores(truth, pred)
+    for average in ("micro", "macro"):
+        kwargs = {"average": average, "zero_division": 0}
+        assert scores[f"{average}_precision"] == pytest.approx(
+            precision_score(truth, pred, **kwargs)
+        )
+        assert scores[f"{average}_recall"] == pytest.approx(recall_score(truth, pred, **kwargs))
+        assert scores[f"{average}_f1"] == pytest.approx(f1_score(truth, pred, **kwargs))
+
+
+def test_threshold_topk_and_argmax_decoding():
+    probs = np.array([[0.9, 0.6, 0.2], [0.1, 0.3, 0.4]])
+    assert decode(probs, thresholds=0.5).tolist() == [[1, 1, 0], [0, 0, 0]]
+    assert decode(probs, thresholds=0.5, at_least_one=True).tolist() == [[1, 1, 0], [0, 0, 1]]
+    assert decode(probs, thresholds=np.array([0.95, 0.5, 0.35])).tolist() == [[0, 1, 0], [0, 0, 1]]
+    assert decode(probs, method="top_k", top_k=1, thresholds=0.0).tolist() == [[1, 0, 0], [0, 0, 1]]
+    assert decode(probs, method="top_k", top_k=2, thresholds=0.5).tolist() == [[1, 1, 0], [0, 0, 0]]
+    assert decode(probs, method="argmax").tolist() == [[1, 0, 0], [0, 0, 1]]
+
+
+def test_tuned_thresholds_maximise_each_labels_f1():
+    probs = np.array([[0.30, 0.9], [0.25, 0.8], [0.10, 0.7], [0.05, 0.2]])
+    truth = np.array([[1, 1], [1, 0], [0, 1], [0, 0]])
+    thresholds = tune_thresholds(probs, truth)
+    # Label 0: any threshold in (0.10, 0.25] separates perfectly; ties go to the highest.
+    assert thresholds[0] == pytest.approx(0.25)
+    assert f1_score(truth[:, 0], probs[:, 0] >= thresholds[0]) == 1.0
+    # Label 1: best F1 (0.8) needs p >= 0.7.
+    assert f1_score(truth[:, 1], probs[:, 1] >= thresholds[1]) == pytest.approx(0.8)
+    # A label with no positives in dev keeps the default.
+    assert tune_thresholds(probs, np.zeros_like(truth), default=0.4) == pytest.approx([0.4, 0.4])
