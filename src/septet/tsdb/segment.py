@@ -36,6 +36,20 @@ MAGIC = b"SPTSEG01"
 _TRAILER = struct.Struct("<QI8s")
 
 TS = "ts"
+# Arrow type -> numpy dtype (pyarrow's own to_pandas_dtype() would import pandas).
+_NUMPY_OF = {
+    pa.bool_(): np.dtype(np.bool_),
+    pa.int8(): np.dtype(np.int8),
+    pa.int16(): np.dtype(np.int16),
+    pa.int32(): np.dtype(np.int32),
+    pa.int64(): np.dtype(np.int64),
+    pa.uint8(): np.dtype(np.uint8),
+    pa.uint16(): np.dtype(np.uint16),
+    pa.uint32(): np.dtype(np.uint32),
+    pa.uint64(): np.dtype(np.uint64),
+    pa.float32(): np.dtype(np.float32),
+    pa.float64(): np.dtype(np.float64),
+}
 
 
 def col_key(col_id: int) -> str:
@@ -93,7 +107,7 @@ def decode_array(data: memoryview, type_: pa.DataType, compressor: str) -> pa.Ar
         n = offsets.size - 1
         vbuf = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
         return pa.Array.from_buffers(type_, n, [vbuf, pa.py_buffer(offsets), pa.py_buffer(body)])
-    dtype = np.dtype(np.int64) if pa.types.is_timestamp(type_) else type_.to_pandas_dtype()
+    dtype = np.dtype(np.int64) if pa.types.is_timestamp(type_) else _NUMPY_OF[type_]
     values, valid = codecs.decode_values(data, dtype)
     return from_numpy_valid(values, valid, type_)
 
