@@ -288,6 +288,9 @@ class Septet:
     def query(self, p: dict) -> pa.Table:
         return self.con.execute(sql_septet(p)).fetch_arrow()
 
+    def disk_bytes(self) -> int:
+        return dir_size(self.path)
+
     def close(self) -> None:
         self.con.close()
 
@@ -317,6 +320,9 @@ class DuckDB:
 
     def query(self, p: dict) -> pa.Table:
         return self.db.sql(sql_duckdb(p)).to_arrow_table()
+
+    def disk_bytes(self) -> int:
+        return dir_size(self.path)
 
     def close(self) -> None:
         self.db.close()
@@ -356,6 +362,9 @@ class SQLite:
         rows = cur.fetchall()
         return pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
 
+    def disk_bytes(self) -> int:
+        return dir_size(self.path)
+
     def close(self) -> None:
         self.db.close()
 
@@ -384,6 +393,15 @@ class ChDB:
 
     def query(self, p: dict) -> pa.Table:
         return self.s.query(sql_chdb(p), "ArrowTable")
+
+    def disk_bytes(self) -> int:
+        # The table's active parts only: the session folder also holds ClickHouse's own logs.
+        res = self.s.query(
+            "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'b' "
+            "AND table = 'cpu' AND active",
+            "CSV",
+        )
+        return int(str(res).strip())
 
     def close(self) -> None:
         self.s.close()
@@ -424,7 +442,7 @@ def main() -> None:
                 system.insert(b)
             system.finish()
             elapsed = time.perf_counter() - t
-            size = dir_size(system.path)
+            size = system.disk_bytes()
             ingest_rows.append(
                 {
                     "system": system.name,
