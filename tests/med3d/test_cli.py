@@ -1,0 +1,95 @@
+"""`septet med3d ...`: predict writes a mask on the input's grid; errors are one line, exit 2."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from septet.cli import main
+from septet.med3d import create_model, save_model
+from septet.med3d.training import model_extra
+
+
+def run(capsys, *argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    from septet.med3d.config import TrainConfig
+
+    config = TrainConfig(patch_size=(16, 16, 16), spacing=(2.0, 2.0, 2.0))
+    return save_model(
+        create_model("resnet10", num_classes=2).eval(), tmp_path / "model", **model_extra(config)
+    )
+
+
+@pytest.fixture
+def scan(tmp_path):
+    # Oblique-free but flipped and anisotropic, so prediction must undo orientation and spacing.
+    affine = np.array([[-1.2, 0, 0, 50], [0, 0, 0.9, -30], [0, 2.5, 0, 12], [0, 0, 0, 1.0]])
+    image = nib.Nifti1Image(
+        np.random.default_rng(0).normal(size=(20, 9, 17)).astype(np.float32), affine
+    )
+    image.header["descrip"] = b"test scan"
+    path = tmp_path / "scan.nii.gz"
+    image.to_filename(path)
+    label = nib.Nifti1Image((np.asarray(image.dataobj) > 1).astype(np.uint8), affine)
+    label.to_filename(tmp_path / "label.nii.gz")
+    return path
+
+
+def test_predict_writes_a_mask_with_the_inputs_affine_and_header(capsys, tmp_path, model_dir, scan):
+    code, _out, err = run(
+        capsys,
+        "med3d",
+        "predict",
+        str(model_dir),
+        str(scan),
+        "--out",
+        str(tmp_path / "mask.nii.gz"),
+    )
+    assert code == 0, err
+    mask = nib.load(tmp_path / "mask.nii.gz")
+    reference = nib.load(scan)
+    assert mask.shape == reference.shape
+    assert np.allclose(mask.affine, reference.affine)
+    assert mask.header["descrip"] == reference.header["descrip"]
+    assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
+
+
+def test_eval_reports_dice_and_hd95_per_case(capsys, tmp_path, model_dir, scan):
+    (tmp_path / "val.txt").write_text("scan.nii.gz label.nii.gz\n")
+    code, out, err = run(
+        capsys, "med3d", "eval", str(model_dir), str(tmp_path / "val.txt"), "--json"
+    )
+    assert code == 0, err
+    row = json.loads(out.splitlines()[0])
+    assert row["case"] == "scan" and len(row["dice"]) == 1 and len(row["hd95_mm"]) == 1
+
+
+def test_models_lists_medicalnet_sizes(capsys):
+    code, out, _ = run(capsys, "med3d", "models")
+    assert code == 0
+    assert "resnet50   46,155k encoder parameters" in out
+
+
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, model_dir):
+    (tmp_path / "notes.txt").write_text("hello")
+    code, _out, err = run(
+        capsys,
+        "med3d",
+        "predict",
+        str(model_dir),
+        str(tmp_path / "notes.txt"),
+        "--out",
+        str(tmp_path / "m.nii.gz"),
+    )
+    assert code == 2
+    assert err.startswith("error: ") and "NIfTI" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "med3d", "weights", str(tmp_path / "missing.pth"))
+    assert code == 2 and "does not exist" in err
