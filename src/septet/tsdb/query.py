@@ -542,35 +542,33 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
     else:
         key_codes = [_codes(k, frame, src, ctx) for k in keys]
         pid, n_part = _combine(key_codes, n)
+    all_rows = True  # rows is 0..n-1: every row in exactly one window (no SLIDING overlap)
     if wins is not None:
         rows, wstart = wins.assign(ts)
+        all_rows = rows.size == n and wins.sliding >= wins.interval
         wbase = int(wstart.min()) if wstart.size else 0
         widx = (wstart - wbase) // wins.sliding
         n_win = int(widx.max()) + 1 if widx.size else 1
+        prow = pid if all_rows else pid[rows]
         if n_part * n_win < 2**62:  # ordering and change points need no dense ids
-            gid = pid[rows] * n_win + widx
+            gid = prow * n_win + widx
         else:
-            gid, _ = _combine([(pid[rows], n_part), (widx, n_win)], rows.size)
+            gid, _ = _combine([(prow, n_part), (widx, n_win)], rows.size)
     else:
         gid = pid
-    order = _ordered(n) if in_order else _group_order(gid, ts[rows])
-    identity = (
-        order.size == n
-        and rows.size == n
-        and bool(
-            n == 0 or (order[0] == 0 and order[-1] == n - 1 and (order is _ARANGE_CACHE.get(n)))
-        )
-    )
-    sorted_rows = rows[order] if not identity else rows
-    gid_sorted = gid[order] if not identity else gid
+    order = _ordered(n) if in_order else _group_order(gid, ts if all_rows else ts[rows])
+    identity = all_rows and order is _ARANGE_CACHE.get(n)
+    sorted_rows = rows if identity else rows[order]
+    gid_sorted = gid if identity else gid[order]
     if sorted_rows.size:
-        starts = np.flatnonzero(np.concatenate([[True], gid_sorted[1:] != gid_sorted[:-1]]))
+        starts = np.flatnonzero(gid_sorted[1:] != gid_sorted[:-1]) + 1
+        starts = np.concatenate([np.zeros(1, dtype=np.int64), starts])
     else:
         starts = np.zeros(0, dtype=np.int64)
     if not keys and wins is None and sorted_rows.size == 0:
         starts = np.zeros(1, dtype=np.int64)  # an aggregate over no rows is one row of NULLs
     ends = np.concatenate([starts[1:], [sorted_rows.size]]).astype(np.int64)
-    groups = K.Groups(starts, ends, ts[sorted_rows])
+    groups = K.Groups(starts, ends, ts if identity else ts[sorted_rows])
     rep = (
         sorted_rows[np.minimum(starts, max(sorted_rows.size - 1, 0))]
         if sorted_rows.size
