@@ -441,3 +441,39 @@ def test_newest_windows_with_order_by_wstart_desc_limit(con, duck, limit, offset
         f"LIMIT {limit} OFFSET {offset}"
     ).fetchall()
     assert norm(got) == norm(want) and len(got) == limit
+
+
+def test_aggregates_use_block_statistics_without_decoding_and_stay_exact(raw, monkeypatch):
+    import duckdb
+
+    import septet.tsdb as tsdb
+    from septet.tsdb import segment
+
+    c = tsdb.connect(":memory:")
+    c.execute("CREATE DATABASE s KEEP 36500 MAXROWS 50")
+    c.execute("USE s")
+    c.execute("CREATE STABLE m (ts TIMESTAMP, v DOUBLE, n INT) TAGS (site VARCHAR(16), grp INT)")
+    c.insert_arrow("m", raw)
+    c.flush()
+    c.insert_arrow("m", raw.slice(0, 20))  # memtable rows overlapping some blocks
+    decoded = []
+    original = segment.SegmentReader.read_column
+
+    def counting(self, block, col_id, type_, compressor):
+        decoded.append(col_id)
+        return original(self, block, col_id, type_, compressor)
+
+    monkeypatch.setattr(segment.SegmentReader, "read_column", counting)
+    lo, hi = T0 + 20 * MINUTE, T0 + 400 * MINUTE
+    sql = (
+        f"SELECT site, count(*), count(v), sum(n), min(v), max(n), avg(v), spread(v) "
+        f"FROM m WHERE ts >= {lo} AND ts <= {hi} GROUP BY site"
+    )
+    got = norm(c.execute(sql).fetchall())
+    d = duckdb.connect()
+    d.register("m", raw)
+    want = norm(d.execute(sql.replace("spread(v)", "max(v) - min(v)")).fetchall())
+    assert got == want
+    blocks_in_range = 4 * 300 // 50 * 2  # two columns
+    # Only the blocks cut by the range ends or overlapped by memtable rows are decoded.
+    assert len(decoded) <= blocks_in_range // 4, decoded

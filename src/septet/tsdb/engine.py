@@ -773,7 +773,8 @@ class Engine:
         """Rows of one table with t0 <= ts <= t1, sorted, one per timestamp: (table, stats).
 
         With ``stats_col``, blocks that lie wholly inside the range and overlap no other data
-        are not decoded: their [count, min, max, sum] of that column come back in ``stats``.
+        are not decoded: their [count, min, max, sum, rows] of that column come back in
+        ``stats`` (count: non-NULL values; rows: all rows of the block).
         """
         with self.lock:
             db = self.dbs[self.uid_db[uid]]
@@ -801,7 +802,8 @@ class Engine:
                     meta = self.readers[name].tables[uid][i].cols.get(stats_col)
                     if meta is None:
                         continue
-                    stats.append(meta[2:6])
+                    block = self.readers[name].tables[uid][i]
+                    stats.append([*meta[2:6], block.rows])
                     skips.setdefault(name, set()).add(i)
             sources, known = [], []
             for name in names:

@@ -91,6 +91,10 @@ def run_select(
         and t1 is None
         and src.sub is None
     )
+    if is_agg and not row_conds and not names & (MULTI_ROW | ROW_FUNCTIONS) and src.tables:
+        from_stats = _aggregate_from_stats(engine, q, items, src, ctx, t0, t1)
+        if from_stats is not None:
+            return from_stats
     frame = _load(engine, src, every, t0, t1, ctx, last_rows=only_last_row)
     if row_conds:
         cond = row_conds[0]
@@ -644,6 +648,25 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
         result.columns["_wstart"] = pa.array(ws, pa.int64()).cast(pa.timestamp(prec))
         result.columns["_wend"] = pa.array(ws + wins.interval, pa.int64()).cast(pa.timestamp(prec))
         result.columns["_wduration"] = pa.array(np.full(ws.size, wins.interval), pa.int64())
+    part = result.get("__part") if wins is not None else None
+    if part is None and q.partition_by:
+        part = np.arange(result.length)  # one row per partition
+    return _project_groups(
+        q, items, result, subst, part, ctx, bool(q.partition_by) and wins is not None, present
+    )
+
+
+def _project_groups(
+    q: A.Select,
+    items,
+    result: Frame,
+    subst,
+    part,
+    ctx: Context,
+    per_group_limit: bool,
+    present: np.ndarray | None = None,
+) -> pa.Table:
+    """Select items over one row per group, then FILL, HAVING, ORDER BY and limits."""
     names = _output_names(items)
     outputs = {}
     fillable = []
@@ -651,25 +674,179 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
         outputs[name] = to_array(evaluate(replace(e, subst), result, ctx), result.length)
         if _top_aggregates(e):
             fillable.append(name)
-    if not present.all():
+    if present is not None and not present.all():
         _apply_fill(outputs, fillable, present, result, q.fill, ctx)
     if q.having is not None:
         keep = mask_of(evaluate(replace(q.having, subst), result, ctx), result.length)
         outputs = {k: v.filter(pa.array(keep)) for k, v in outputs.items()}
         result = result.filter(keep)
-    part = result.get("__part") if wins is not None else None
-    if part is None and q.partition_by:
-        part = np.arange(result.length)  # one row per partition
-    return _order_limit(
-        q,
-        items,
-        outputs,
-        result,
-        subst,
-        part,
-        ctx,
-        per_group_limit=bool(q.partition_by) and wins is not None,
-    )
+        if part is not None:
+            part = part[keep]
+    return _order_limit(q, items, outputs, result, subst, part, ctx, per_group_limit)
+
+
+_STATS_FUNCTIONS = {"COUNT", "SUM", "MIN", "MAX", "AVG", "SPREAD"}
+
+
+def _aggregate_from_stats(
+    engine: Engine, q: A.Select, items, src: Source, ctx: Context, t0, t1
+) -> pa.Table | None:
+    """COUNT/SUM/MIN/MAX/AVG/SPREAD grouped by tags or tbname, from block statistics.
+
+    Blocks wholly inside the time range that overlap no other data are not decoded: their
+    count, sum, min and max come from the segment index. Returns None when the query is not
+    of that shape (then the general path runs).
+    """
+    keys = q.partition_by + q.group_by
+    per_table = _table_codes(keys, src)
+    if per_table is None or q.interval is not None or src.sub is not None or src.db is None:
+        return None
+    sources = [e for e, _ in items] + [o.expr for o in q.order_by]
+    sources += [q.having] if q.having is not None else []
+    if any(_outside_refs(e, set(keys)) for e in sources) or any(
+        isinstance(x, A.ColumnRef) and x.name in WINDOW_COLUMNS for e in sources for x in walk(e)
+    ):
+        return None
+    by_name = {c.name: c for c in src.columns[1:]}
+    calls: list[A.Func] = []
+    for e in sources:
+        for f in _top_aggregates(e):
+            if f in calls:
+                continue
+            star = f.name == "COUNT" and (not f.args or isinstance(f.args[0], A.Star))
+            plain = (
+                len(f.args) == 1
+                and isinstance(f.args[0], A.ColumnRef)
+                and (f.args[0].name in by_name and is_numeric(by_name[f.args[0].name].type))
+            )
+            if f.name not in _STATS_FUNCTIONS or f.distinct or not (star or plain):
+                return None
+            calls.append(f)
+    if not calls:
+        return None
+    table_pid = per_table[0]
+    n_tables = len(src.tables)
+    cols = sorted({f.args[0].name for f in calls if f.args and isinstance(f.args[0], A.ColumnRef)})
+    stat_cols = cols or [src.columns[1].name] if len(src.columns) > 1 else []
+    if not stat_cols:
+        return None
+    partial: dict[str, dict[str, np.ndarray]] = {}
+    rows_per_table = np.zeros(n_tables, dtype=np.int64)
+    for name in stat_cols:
+        col = by_name[name]
+        cnt = np.zeros(n_tables, dtype=np.int64)
+        total = np.zeros(n_tables, dtype=np.float64 if col.type in ("FLOAT", "DOUBLE") else object)
+        lo = np.full(n_tables, None, dtype=object)
+        hi = np.full(n_tables, None, dtype=object)
+        for i, table in enumerate(src.tables):
+            rest, stats = engine.scan(table.uid, [col.id], t0, t1, stats_col=col.id)
+            values = [] if rest is None else [rest.column(col_key(col.id))]
+            n_rest = 0 if rest is None else rest.num_rows
+            counts = [s[0] for s in stats]
+            sums = [s[3] for s in stats if s[0]]
+            mins = [s[1] for s in stats if s[0]]
+            maxs = [s[2] for s in stats if s[0]]
+            rows_i = sum(s[4] for s in stats) + n_rest
+            for arr in values:
+                live = arr.drop_null()
+                counts.append(len(live))
+                if len(live):
+                    x = to_numpy_valid(live)[0]
+                    sums.append(x.sum(dtype=np.float64 if x.dtype.kind == "f" else np.int64))
+                    mins.append(x.min())
+                    maxs.append(x.max())
+            cnt[i] = sum(counts)
+            total[i] = sum(sums) if sums else 0
+            lo[i] = min(mins, key=_nan_first) if mins else None
+            hi[i] = max(maxs, key=_nan_last) if maxs else None
+            rows_per_table[i] = max(rows_per_table[i], rows_i)
+        partial[name] = {"count": cnt, "sum": total, "min": lo, "max": hi}
+    present_tables = rows_per_table > 0
+    groups = np.unique(table_pid[present_tables]) if present_tables.any() else np.zeros(0, int)
+    if not keys and groups.size == 0:
+        groups = np.zeros(1, dtype=np.int64)  # an aggregate over no rows is one row
+    n_groups = groups.size
+    member = [
+        [i for i in range(n_tables) if present_tables[i] and table_pid[i] == g] for g in groups
+    ]
+    result = Frame({}, n_groups)
+    calls_map: dict[A.Func, str] = {}
+    for k, f in enumerate(calls):
+        name = f"__agg{k}"
+        calls_map[f] = name
+        if f.name == "COUNT" and (not f.args or isinstance(f.args[0], A.Star)):
+            result.columns[name] = pa.array(
+                [int(rows_per_table[m].sum()) for m in member], pa.int64()
+            )
+            continue
+        col = by_name[f.args[0].name]
+        p = partial[col.name]
+        typ = arrow_type(col.type, ctx.precision)
+        count = np.array([int(p["count"][m].sum()) for m in member], dtype=np.int64)
+        if f.name == "COUNT":
+            result.columns[name] = pa.array(count)
+            continue
+        sums = [sum(p["sum"][m]) if len(m) else 0 for m in member]
+        mins = [_pick(p["min"][m], min) for m in member]
+        maxs = [_pick(p["max"][m], max) for m in member]
+        ok = count > 0
+        if f.name == "SUM":
+            sum_type = pa.float64() if pa.types.is_floating(typ) else pa.int64()
+            result.columns[name] = pa.array(
+                [s if o else None for s, o in zip(sums, ok, strict=True)], sum_type
+            )
+        elif f.name == "AVG":
+            result.columns[name] = pa.array(
+                [float(s) / c if o else None for s, c, o in zip(sums, count, ok, strict=True)],
+                pa.float64(),
+            )
+        elif f.name == "SPREAD":
+            result.columns[name] = pa.array(
+                [
+                    float(h) - float(lo_) if o else None
+                    for h, lo_, o in zip(maxs, mins, ok, strict=True)
+                ],
+                pa.float64(),
+            )
+        else:
+            vals = mins if f.name == "MIN" else maxs
+            result.columns[name] = pa.array(
+                [v if o else None for v, o in zip(vals, ok, strict=True)], typ
+            )
+    tags = _tag_frame(src)
+    rep_table = np.array([m[0] if m else 0 for m in member], dtype=np.int64)
+    for i, k in enumerate(keys):
+        values = tags.get(k.name)  # type: ignore[union-attr]
+        result.columns[f"__key{i}"] = (
+            values.take(pa.array(rep_table)) if n_tables else pa.nulls(n_groups)
+        )
+    key_index = {k: i for i, k in enumerate(keys)}
+
+    def subst(e: A.Expr) -> A.Expr | None:
+        if e in calls_map:
+            return A.ColumnRef(calls_map[e])
+        if e in key_index:
+            return A.ColumnRef(f"__key{key_index[e]}")
+        return None
+
+    part = np.arange(n_groups) if q.partition_by else None
+    return _project_groups(q, items, result, subst, part, ctx, False)
+
+
+def _nan_first(v: Any) -> tuple:
+    """min() key that lets NaN win, as numpy's minimum does."""
+    return (0, 0) if isinstance(v, float) and v != v else (1, v)
+
+
+def _nan_last(v: Any) -> tuple:
+    return (1, 0) if isinstance(v, float) and v != v else (0, v)
+
+
+def _pick(values: np.ndarray, fn) -> Any:
+    live = [v for v in values if v is not None]
+    if not live:
+        return None
+    return fn(live, key=_nan_first if fn is min else _nan_last)
 
 
 def _outside_refs(e: A.Expr, keys: set) -> bool:
