@@ -10,6 +10,7 @@ gradients, since a compiled program cannot carry the other framework's state bet
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import jax
@@ -56,11 +57,34 @@ def jax_from_source(
             a, k = spec.rebuild(source_leaves)
             return fn(*a, **k)
 
+        if _is_concrete(leaves):
+            # No transformation sees these arrays (grad and jit hand us tracers): call
+            # directly, with no custom_vjp machinery on the way.
+            run = src.run(call, [convert(x, "jax", source) for x in leaves], None)
+            return run.out_spec.rebuild([convert(o, source, "jax") for o in run.outputs])
         crossing = _Crossing(src, call, leaves, vmap_method)
-        outputs = crossing.op(*leaves)
+        outputs = _crossing_op(crossing, *leaves)
         return crossing.out_spec.rebuild(list(outputs))
 
     return bridged
+
+
+# One custom_vjp for every bridged call; the call's own state rides in the non-differentiable
+# first argument, so JAX does not rebuild (and re-inspect) a custom_vjp per call.
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _crossing_op(crossing: _Crossing, *xs: Any) -> tuple[Any, ...]:
+    return crossing.primal(*xs)
+
+
+def _crossing_forward(crossing: _Crossing, *xs: Any) -> tuple[tuple[Any, ...], Any]:
+    return crossing.forward(*xs)
+
+
+def _crossing_backward(crossing: _Crossing, residual: Any, cotangents: Any) -> tuple[Any, ...]:
+    return crossing.backward(residual, cotangents)
+
+
+_crossing_op.defvjp(_crossing_forward, _crossing_backward)
 
 
 class _Crossing:
@@ -75,8 +99,6 @@ class _Crossing:
         self.input_structs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves]
         self.out_spec: NestSpec | None = None
         self.out_structs: list[jax.ShapeDtypeStruct] | None = None
-        self.op = jax.custom_vjp(self.primal)
-        self.op.defvjp(self.forward, self.backward)
 
     # --- direct, on concrete arrays ------------------------------------------------------------
 

@@ -1,0 +1,233 @@
+"""Bridge benchmark: what crossing between frameworks costs, zero-copy (DLPack) against a
+numpy-copy path like tfpyth's, in all six directions, in one process.
+
+1. Per-call overhead, small tensors (16 float32): a bridged call minus the same function called
+   natively in the source framework; forward only, and forward + backward (each side's own
+   vector-Jacobian product API).
+2. Forward + backward of y = 2x for 1 MB to 256 MB of float32 through the bridge, with the
+   conversions by DLPack (septet) and by numpy copies (tfpyth's way: .numpy() out of one
+   framework, a new tensor from that array in the other), and natively in the source
+   framework. Crossing time = bridged time minus native time.
+
+Run: make bench PART=bridge  (or python benchmarks/bridge/run.py [--quick])
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow as tf
+import torch
+
+from septet.bridge import transfer, wrap
+from septet.common.report import write_benchmark_results
+
+FRAMEWORKS = ("torch", "tensorflow", "jax")
+DIRECTIONS = [(s, t) for s in FRAMEWORKS for t in FRAMEWORKS if s != t]
+
+
+def double(x: Any) -> Any:
+    return x * 2.0
+
+
+def make(framework: str, n: int) -> Any:
+    base = torch.linspace(-1.0, 1.0, n, dtype=torch.float32)
+    return base if framework == "torch" else transfer.convert(base, "torch", framework)
+
+
+def fwd_bwd(framework: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """x -> (y, dL/dx for L = Σ y·1) in ``framework``'s own reverse-mode API."""
+    if framework == "torch":
+
+        def run(x: Any) -> Any:
+            leaf = x.detach().requires_grad_(True)
+            y = fn(leaf)
+            (grad,) = torch.autograd.grad(y, leaf, torch.ones_like(y))
+            return y, grad
+
+        return run
+    if framework == "tensorflow":
+
+        def run(x: Any) -> Any:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = fn(x)
+            return y, tape.gradient(y, x, output_gradients=tf.ones_like(y))
+
+        return run
+
+    def run(x: Any) -> Any:
+        y, vjp = jax.vjp(fn, x)
+        return y, vjp(jnp.ones_like(y))[0]
+
+    return run
+
+
+def block(result: Any) -> None:
+    """Wait for asynchronous work (JAX dispatch) so that timings are of finished work."""
+    for x in result if isinstance(result, tuple) else (result,):
+        if isinstance(x, jax.Array):
+            x.block_until_ready()
+
+
+def seconds(fn: Callable[[Any], Any], x: Any, *, repeat: int, number: int) -> float:
+    """Median over ``repeat`` rounds of the mean time of ``number`` calls of ``fn(x)``."""
+    block(fn(x))  # warm up: tracing, caches, allocator
+    rounds = []
+    for _ in range(repeat):
+        gc.disable()
+        start = time.perf_counter()
+        for _ in range(number):
+            block(fn(x))
+        rounds.append((time.perf_counter() - start) / number)
+        gc.enable()
+    return statistics.median(rounds)
+
+
+# --- the numpy-copy path (tfpyth's) ---------------------------------------------------------
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().numpy()
+    if isinstance(x, tf.Tensor):
+        return x.numpy()
+    return np.asarray(x)
+
+
+FROM_NUMPY = {
+    "torch": lambda a: torch.tensor(a),
+    "tensorflow": lambda a: tf.constant(a),
+    "jax": lambda a: jnp.array(a, copy=True),
+}
+
+
+class numpy_copies:
+    """Within this block every crossing goes through numpy with a copy, as tfpyth's does."""
+
+    def __enter__(self) -> None:
+        self.saved = dict(transfer._CONVERTERS)
+        for source, target in self.saved:
+            transfer._CONVERTERS[(source, target)] = lambda x, t=target: FROM_NUMPY[t](to_numpy(x))
+
+    def __exit__(self, *exc: object) -> None:
+        transfer._CONVERTERS.update(self.saved)
+
+
+# --- the measurements -----------------------------------------------------------------------
+
+
+def overhead_rows(quick: bool) -> list[dict[str, Any]]:
+    number, repeat = (200, 5) if quick else (1000, 7)
+    rows = []
+    for source, target in DIRECTIONS:
+        bridged = wrap(double, source=source, target=target)
+        xs, xt = make(source, 16), make(target, 16)
+        native_fwd = seconds(double, xs, repeat=repeat, number=number)
+        bridged_fwd = seconds(bridged, xt, repeat=repeat, number=number)
+        native_fb = seconds(fwd_bwd(source, double), xs, repeat=repeat, number=number // 2)
+        bridged_fb = seconds(fwd_bwd(target, bridged), xt, repeat=repeat, number=number // 2)
+        rows.append(
+            {
+                "direction": f"{source} → {target}",
+                "native fwd µs": native_fwd * 1e6,
+                "bridged fwd µs": bridged_fwd * 1e6,
+                "overhead fwd µs": (bridged_fwd - native_fwd) * 1e6,
+                "native fwd+bwd µs": native_fb * 1e6,
+                "bridged fwd+bwd µs": bridged_fb * 1e6,
+                "overhead fwd+bwd µs": (bridged_fb - native_fb) * 1e6,
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def size_rows(sizes_mb: list[int], quick: bool) -> list[dict[str, Any]]:
+    rows = []
+    for source, target in DIRECTIONS:
+        bridged = fwd_bwd(target, wrap(double, source=source, target=target))
+        native = fwd_bwd(source, double)
+        for mb in sizes_mb:
+            n = mb * 2**20 // 4
+            repeat = 3 if quick or mb >= 64 else 5
+            number = 1 if mb >= 16 else 5
+            xs, xt = make(source, n), make(target, n)
+            t_native = seconds(native, xs, repeat=repeat, number=number)
+            t_dlpack = seconds(bridged, xt, repeat=repeat, number=number)
+            with numpy_copies():
+                t_copy = seconds(bridged, xt, repeat=repeat, number=number)
+            crossing_dlpack = max(t_dlpack - t_native, 0.0)
+            crossing_copy = max(t_copy - t_native, 0.0)
+            rows.append(
+                {
+                    "direction": f"{source} → {target}",
+                    "MB": mb,
+                    "native ms": t_native * 1e3,
+                    "dlpack ms": t_dlpack * 1e3,
+                    "numpy-copy ms": t_copy * 1e3,
+                    "crossing dlpack ms": crossing_dlpack * 1e3,
+                    "crossing numpy-copy ms": crossing_copy * 1e3,
+                    "crossing ratio": crossing_copy / max(crossing_dlpack, 1e-6),
+                }
+            )
+            print(rows[-1], flush=True)
+            del xs, xt
+            gc.collect()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="sizes 1 and 16 MB, fewer rounds")
+    args = parser.parse_args()
+    sizes = [1, 16] if args.quick else [1, 4, 16, 64, 256]
+    torch.set_num_threads(2)
+    overheads = overhead_rows(args.quick)
+    sizes_table = size_rows(sizes, args.quick)
+    largest = [r for r in sizes_table if r["MB"] == max(sizes)]
+    notes = (
+        "Overhead = bridged call minus the same function called natively in the source "
+        "framework (16 float32 values). Crossing = bridged forward+backward minus native "
+        "forward+backward of y = 2x; the numpy-copy path replaces each DLPack hand-over by "
+        "`.numpy()` and a new tensor built from it (tfpyth's way). The crossing ratio divides "
+        "the numpy-copy crossing by the DLPack crossing (floored at 1 µs): it is noisy where the "
+        "DLPack crossing is within timing noise of zero. CPU only (no GPU on this machine); "
+        "the CPU is shared with other jobs, so absolute times are noisy, ratios less so.\n"
+    )
+    summary = {
+        "max_overhead_fwd_us": max(r["overhead fwd µs"] for r in overheads),
+        "max_overhead_fwd_bwd_us": max(r["overhead fwd+bwd µs"] for r in overheads),
+        "min_crossing_ratio_at_largest": min(r["crossing ratio"] for r in largest),
+        "largest_mb": max(sizes),
+        "load_average_1min_at_end": os.getloadavg()[0],
+        "goal_overhead_us": 100,
+        "goal_crossing_ratio": 100,
+    }
+    json_path, md_path = write_benchmark_results(
+        "bridge" + ("-quick" if args.quick else ""),
+        {"summary": summary, "overhead": overheads, "sizes": sizes_table},
+        {
+            "Per-call overhead, 16 float32": overheads,
+            "Forward + backward by tensor size": sizes_table,
+            "Summary": [summary],
+        },
+        notes=notes,
+    )
+    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
