@@ -29,8 +29,9 @@ def tiny_hf_config(hf):
                 type_vocab_size=2,
                 **common,
             )
-        if family == "roberta":
-            return hf.RobertaConfig(
+        if family in ("roberta", "xlm-roberta"):
+            make_config = hf.RobertaConfig if family == "roberta" else hf.XLMRobertaConfig
+            return make_config(
                 hidden_size=32,
                 num_hidden_layers=2,
                 num_attention_heads=4,

@@ -67,6 +67,21 @@ def test_septet_matches_hf_and_hf_loads_what_septet_saves(
     assert_close(expected, again)
 
 
+@pytest.mark.parametrize("head", ["Model", "ForMaskedLM", "ForSequenceClassification"])
+def test_xlm_roberta_is_roberta_under_its_own_model_type(head, hf, tiny_hf_config, tmp_path):
+    torch.manual_seed(0)
+    hf_model = getattr(hf, "XLMRoberta" + head)(tiny_hf_config("xlm-roberta")).eval()
+    hf_model.save_pretrained(tmp_path)
+    model = st.AutoModel if head == "Model" else getattr(st, "AutoModel" + head)
+    model = model.from_pretrained(tmp_path)
+    assert type(model).__name__ == "XLMRoberta" + head
+    ids, mask = padded_batch(hf_model.config.pad_token_id)
+    with torch.no_grad():
+        expected = outputs_of(hf_model(input_ids=ids, attention_mask=mask))
+        actual = outputs_of(model(ids, attention_mask=mask))
+    assert_close(expected, actual)
+
+
 def test_token_type_ids_change_bert_outputs_as_in_hf(hf, tiny_hf_config, tmp_path):
     torch.manual_seed(0)
     hf_model = hf.BertModel(tiny_hf_config("bert")).eval()

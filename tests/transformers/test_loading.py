@@ -297,3 +297,16 @@ def test_auto_refuses_unknown_model_types(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8}))
     with pytest.raises(ConfigError, match="no 'model_type'"):
         st.AutoConfig.from_pretrained(tmp_path)
+
+
+def test_every_public_name_resolves_and_importing_the_package_is_light():
+    import subprocess
+    import sys
+
+    missing = [name for name in st.__all__ if not hasattr(st, name)]
+    assert not missing
+    code = "import sys, septet.transformers; print('torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

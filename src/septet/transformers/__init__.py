@@ -21,6 +21,8 @@ _EXPORTS = {
     "PreTrainedModel": ".modeling",
     "resolve_model_path": ".checkpoint",
     "read_state_dict": ".checkpoint",
+    "read_config_dict": ".checkpoint",
+    "load_checkpoint": ".checkpoint",
     "minilm_path": ".bundled",
     "smollm2_gguf_path": ".bundled",
     # encoders
@@ -36,6 +38,12 @@ _EXPORTS = {
     "RobertaForSequenceClassification": ".roberta",
     "RobertaForTokenClassification": ".roberta",
     "RobertaForQuestionAnswering": ".roberta",
+    "XLMRobertaConfig": ".roberta",
+    "XLMRobertaModel": ".roberta",
+    "XLMRobertaForMaskedLM": ".roberta",
+    "XLMRobertaForSequenceClassification": ".roberta",
+    "XLMRobertaForTokenClassification": ".roberta",
+    "XLMRobertaForQuestionAnswering": ".roberta",
     "DistilBertConfig": ".distilbert",
     "DistilBertModel": ".distilbert",
     "DistilBertForMaskedLM": ".distilbert",
@@ -49,6 +57,13 @@ _EXPORTS = {
     "LlamaConfig": ".llama",
     "LlamaModel": ".llama",
     "LlamaForCausalLM": ".llama",
+    "MistralConfig": ".llama",
+    "MistralModel": ".llama",
+    "MistralForCausalLM": ".llama",
+    "Qwen2Config": ".llama",
+    "Qwen2Model": ".llama",
+    "Qwen2ForCausalLM": ".llama",
+    "KVCache": ".kv_cache",
     # dispatch by config.json model_type
     "AutoConfig": ".auto",
     "AutoModel": ".auto",
@@ -60,6 +75,7 @@ _EXPORTS = {
     # GGUF
     "read_gguf_checkpoint": ".gguf",
     "read_gguf_tokenizer_metadata": ".gguf",
+    "read_gguf_metadata": ".gguf",
     # tokenizers
     "Tokenizer": ".tokenizer",
     # generation
@@ -70,6 +86,12 @@ _EXPORTS = {
     "stream_text": ".generation",
     # sentence embeddings
     "SentenceEmbedder": ".embeddings",
+    # fine-tuning
+    "FinetuneConfig": ".finetune",
+    "FinetuneResult": ".finetune",
+    "finetune_text_classifier": ".finetune",
+    "read_classification_jsonl": ".finetune",
+    "TextClassifier": ".finetune",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -38,6 +38,17 @@ FAMILIES: dict[str, tuple[str, dict[str, str]]] = {
             "question_answering": "RobertaForQuestionAnswering",
         },
     ),
+    "xlm-roberta": (
+        ".roberta",
+        {
+            "config": "XLMRobertaConfig",
+            "base": "XLMRobertaModel",
+            "masked_lm": "XLMRobertaForMaskedLM",
+            "sequence_classification": "XLMRobertaForSequenceClassification",
+            "token_classification": "XLMRobertaForTokenClassification",
+            "question_answering": "XLMRobertaForQuestionAnswering",
+        },
+    ),
     "distilbert": (
         ".distilbert",
         {

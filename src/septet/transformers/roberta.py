@@ -229,3 +229,41 @@ class RobertaForQuestionAnswering(RobertaPreTrainedModel):
         return qa_output(
             self.qa_outputs(out.last_hidden_state), start_positions, end_positions, out
         )
+
+
+# -- XLM-RoBERTa: the same network, its own model_type (a multilingual SentencePiece vocab) --
+@dataclasses.dataclass
+class XLMRobertaConfig(RobertaConfig):
+    """XLM-RoBERTa's config.json: RoBERTa's fields under model_type "xlm-roberta"."""
+
+    model_type: ClassVar[str] = "xlm-roberta"
+
+
+class XLMRobertaModel(RobertaModel):
+    """The bare XLM-RoBERTa encoder."""
+
+    config_class: ClassVar[type[ModelConfig]] = XLMRobertaConfig
+
+
+class XLMRobertaForMaskedLM(RobertaForMaskedLM):
+    """XLM-RoBERTa fill-mask."""
+
+    config_class: ClassVar[type[ModelConfig]] = XLMRobertaConfig
+
+
+class XLMRobertaForSequenceClassification(RobertaForSequenceClassification):
+    """XLM-RoBERTa sequence classification."""
+
+    config_class: ClassVar[type[ModelConfig]] = XLMRobertaConfig
+
+
+class XLMRobertaForTokenClassification(RobertaForTokenClassification):
+    """XLM-RoBERTa token classification."""
+
+    config_class: ClassVar[type[ModelConfig]] = XLMRobertaConfig
+
+
+class XLMRobertaForQuestionAnswering(RobertaForQuestionAnswering):
+    """XLM-RoBERTa extractive QA."""
+
+    config_class: ClassVar[type[ModelConfig]] = XLMRobertaConfig
