@@ -71,6 +71,24 @@ def spatial_fill(frame: np.ndarray, hole: np.ndarray, method: str = "telea", rad
     return out
 
 
+SCENE_CUT = "scene cut"  # stands for the flow pair across a cut between two shots
+
+
+def is_scene_cut(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when grey frames ``a`` and ``b`` belong to different shots: their 160x90
+    thumbnails differ by more than 35 grey levels on average, or their grey histograms hardly
+    correlate (a pan or a walking person changes neither that much)."""
+    import cv2
+
+    small_a = cv2.resize(a, (160, 90), interpolation=cv2.INTER_AREA)
+    small_b = cv2.resize(b, (160, 90), interpolation=cv2.INTER_AREA)
+    if np.abs(small_a.astype(np.int16) - small_b).mean() > 35:
+        return True
+    hist_a = cv2.calcHist([small_a], [0], None, [32], [0, 256])
+    hist_b = cv2.calcHist([small_b], [0], None, [32], [0, 256])
+    return cv2.compareHist(hist_a, hist_b, cv2.HISTCMP_CORREL) < 0.7
+
+
 class _FlowPair:
     """Completed flows between frames i and i+1, both directions, over a region around the two
     holes (``offset`` is its top-left corner at flow scale); outside that region the motion is
@@ -125,7 +143,7 @@ class FlowGuidedInpainter:
         self._flow = None
         self._gray: dict[int, np.ndarray] = {}
         self._small_holes: dict[int, np.ndarray] = {}
-        self._pairs: dict[int, _FlowPair | None] = {}
+        self._pairs: dict[int, _FlowPair | str | None] = {}
         self._scale = 1.0
 
     def _gray_of(self, frames: Mapping[int, np.ndarray], i: int) -> np.ndarray:
@@ -156,12 +174,16 @@ class FlowGuidedInpainter:
             self._small_holes[i] = cv2.dilate((small > 0).astype(np.uint8), kernel) > 0
         return self._small_holes[i]
 
-    def _pair(self, frames, holes, i: int) -> _FlowPair | None:
-        """Completed flows between frames i and i+1; None when neither has a hole."""
+    def _pair(self, frames, holes, i: int) -> _FlowPair | str | None:
+        """Completed flows between frames i and i+1; None when neither has a hole, SCENE_CUT
+        when the two frames are from different shots."""
         import cv2
 
         if i not in self._pairs:
             a, b = self._gray_of(frames, i), self._gray_of(frames, i + 1)
+            if is_scene_cut(a, b):
+                self._pairs[i] = SCENE_CUT
+                return SCENE_CUT
             hole_a = self._small_hole(holes, i, a.shape)
             hole_b = self._small_hole(holes, i + 1, a.shape)
             either = hole_a | hole_b
@@ -222,6 +244,8 @@ class FlowGuidedInpainter:
             pair = self._pair(
                 frames, holes, index + direction * (k - 1) if direction > 0 else target
             )
+            if pair is SCENE_CUT:  # the other shot shows other things: nothing to take
+                break
             p = pos[alive]
             moved = p if pair is None else p + pair.motion(p, forward=direction > 0)
             ok = (moved[:, 0] >= 0) & (moved[:, 1] >= 0)

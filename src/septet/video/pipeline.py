@@ -42,7 +42,9 @@ class RemovalConfig:
     context: int = 15  # frames on each side that the inpainter may take pixels from
     background_gap: int = 20  # frames on each side searched for a clean background (masks)
     smooth: int = 1  # masks are a majority vote over this many frames on each side
-    work_max_side: int = 640  # tracking and segmentation run at most this big
+    work_max_side: int = 640  # segmentation runs at most this big
+    track_max_side: int = 480  # tracking runs at most this big (CSRT's cost grows with it)
+    background_neighbours: int = 1  # clean frames per side whose median is the background
     lossless: bool | None = (
         None  # None: lossless for folders/avi/mkv, high-quality H.264 for mp4/mov
     )
@@ -68,8 +70,13 @@ class RemovalConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.dilate is not None and self.dilate < 0:
             raise ConfigError(f"dilate must be >= 0 pixels, got {self.dilate}")
-        if self.work_max_side < 32:
-            raise ConfigError(f"work_max_side must be >= 32, got {self.work_max_side}")
+        for name in ("work_max_side", "track_max_side"):
+            if getattr(self, name) < 32:
+                raise ConfigError(f"{name} must be >= 32, got {getattr(self, name)}")
+        if self.background_neighbours < 1:
+            raise ConfigError(
+                f"background_neighbours must be >= 1, got {self.background_neighbours}"
+            )
 
     def dilation_for(self, width: int, height: int) -> int:
         """The dilation in pixels for a ``width`` x ``height`` clip."""
@@ -147,7 +154,7 @@ def remove_object(
             box,
             frame,
             tracker_factory=tracker_factory,
-            max_side=config.work_max_side,
+            max_side=config.track_max_side,
             frame_count=info.frame_count,
         )
         given_masks = None
@@ -315,7 +322,7 @@ class _RemovalWindow:
         self.raw[j] = mask
 
     def _clean_neighbours(self, j: int, last: int) -> list[int]:
-        """Up to two frames on each side, nearest first, where the object's box does not
+        """Up to ``background_neighbours`` frames per side, nearest first, where the box does not
         overlap its box in frame j (so they show the background behind it)."""
         here = self.tracked[j].expanded(0.1)
         chosen = []
@@ -328,7 +335,7 @@ class _RemovalWindow:
                 if self.tracked[n].expanded(0.1).iou(here) == 0.0:
                     chosen.append(n)
                     found += 1
-                    if found == 2:
+                    if found == self.config.background_neighbours:
                         break
         return chosen
 

@@ -31,8 +31,8 @@ class GrabCutSegmenter:
 
     def __init__(
         self,
-        iterations: int = 3,
-        max_side: int = 160,
+        iterations: int = 2,
+        max_side: int = 128,
         motion_low: float = 12.0,
         motion_high: float = 40.0,
         box_slack: float = 0.12,
@@ -147,7 +147,7 @@ def estimate_background(
     keep_out = np.full((height, width), 255, np.uint8)
     for box in exclude:
         keep_out[box.expanded(0.1).slices(width, height)] = 0
-    corners = cv2.goodFeaturesToTrack(target_gray, 300, 0.01, 6, mask=keep_out)
+    corners = cv2.goodFeaturesToTrack(target_gray, 200, 0.01, 6, mask=keep_out)
     x, y, w, h = crop.as_ints()
     to_crop = np.array([[1, 0, -x], [0, 1, -y], [0, 0, 1]], np.float64)
     aligned = []

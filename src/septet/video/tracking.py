@@ -29,16 +29,24 @@ class Tracker(Protocol):
 
 
 class CSRTTracker:
-    """CSRT (discriminative correlation filter with channel and spatial reliability) with a
-    re-detection step: when CSRT reports a loss, the object's appearance templates (from the
-    first frame and the last confident frame) are searched over the whole frame at a few scales,
-    and CSRT restarts on a match whose normalised correlation beats ``redetect_threshold``."""
+    """CSRT (discriminative correlation filter with channel and spatial reliability) with loss
+    detection and re-detection.
 
-    def __init__(self, redetect_threshold: float = 0.6):
+    CSRT can lock onto background after a sudden move and still report success, so a box also
+    counts as lost when the colours of its inner part (the middle 60%, mostly object) no longer
+    correlate with the object's (hue-saturation histograms, below ``lost_threshold``). Then the
+    object's inner templates (from the first frame and the last confident one) are searched over
+    the whole frame at a few scales, and CSRT restarts on a match whose normalised correlation
+    beats ``redetect_threshold``."""
+
+    INNER = -0.2  # Box.expanded factor from the box to its inner part
+
+    def __init__(self, redetect_threshold: float = 0.6, lost_threshold: float = 0.5):
         self.redetect_threshold = redetect_threshold
+        self.lost_threshold = lost_threshold
         self._tracker = None
         self._templates: list[np.ndarray] = []
-        self._last: Box | None = None
+        self._histogram: np.ndarray | None = None
 
     def _start(self, frame: np.ndarray, box: Box) -> None:
         import cv2
@@ -49,28 +57,34 @@ class CSRTTracker:
         params.number_of_scales = 17
         self._tracker = cv2.TrackerCSRT_create(params)
         self._tracker.init(frame, box.as_ints())
-        self._last = box
 
     def init(self, frame: np.ndarray, box: Box) -> None:
         self._start(frame, box)
-        self._templates = [_crop(frame, box)]
+        inner = _crop(frame, box.expanded(self.INNER))
+        self._templates = [inner]
+        self._histogram = _colour_histogram(inner)
 
     def update(self, frame: np.ndarray) -> Box | None:
         ok, rect = self._tracker.update(frame)
         height, width = frame.shape[:2]
         if ok:
             box = Box(*map(float, rect))
-            if box.clipped(width, height).area > 0.25 * box.area:
-                self._last = box
-                if len(self._templates) == 1:
-                    self._templates.append(_crop(frame, box))
-                else:
-                    self._templates[1] = _crop(frame, box)
+            inner = _crop(frame, box.expanded(self.INNER))
+            if box.clipped(width, height).area > 0.25 * box.area and self._looks_like_object(inner):
+                self._templates[1:] = [inner]
                 return box
         found = self._redetect(frame)
         if found is not None:
             self._start(frame, found)
         return found
+
+    def _looks_like_object(self, inner: np.ndarray) -> bool:
+        import cv2
+
+        if inner.shape[0] < 2 or inner.shape[1] < 2:
+            return False
+        score = cv2.compareHist(self._histogram, _colour_histogram(inner), cv2.HISTCMP_CORREL)
+        return score >= self.lost_threshold
 
     def _redetect(self, frame: np.ndarray) -> Box | None:
         import cv2
@@ -85,8 +99,23 @@ class CSRTTracker:
                 scores = cv2.matchTemplate(frame, t, cv2.TM_CCOEFF_NORMED)
                 _, score, _, (x, y) = cv2.minMaxLoc(scores)
                 if score > best_score:
-                    best_score, best_box = score, Box(float(x), float(y), float(tw), float(th))
-        return best_box if best_score >= self.redetect_threshold else None
+                    # From the inner part back to the whole box.
+                    w, h = tw / (1 + 2 * self.INNER), th / (1 + 2 * self.INNER)
+                    box = Box(x + self.INNER * w, y + self.INNER * h, w, h)
+                    best_score, best_box = score, box
+        if best_score < self.redetect_threshold or best_box is None:
+            return None
+        if not self._looks_like_object(_crop(frame, best_box.expanded(self.INNER))):
+            return None
+        return best_box
+
+
+def _colour_histogram(patch: np.ndarray) -> np.ndarray:
+    import cv2
+
+    hsv = cv2.cvtColor(patch, cv2.COLOR_BGR2HSV)
+    histogram = cv2.calcHist([hsv], [0, 1], None, [16, 16], [0, 180, 0, 256])
+    return cv2.normalize(histogram, histogram).flatten()
 
 
 def _crop(frame: np.ndarray, box: Box) -> np.ndarray:
