@@ -80,3 +80,12 @@ def test_jitted_jax_function_inside_tf_function():
     assert int(n) == 1
     np.testing.assert_allclose(gx.numpy(), [2.0, 3.0, 4.0])
     np.testing.assert_allclose(gy.numpy(), [1.0, 5.0, 2.0])
+
+
+def test_value_dependent_shapes_under_jit_are_a_clear_error():
+    from septet.errors import InputError
+
+    f = jax_from_torch(lambda x: x[x > 0])  # the output's length depends on the values
+    with pytest.raises(InputError, match="output shapes depend on the input values"):
+        jax.jit(f)(jnp.asarray([1.0, -1.0, 2.0]))
+    np.testing.assert_allclose(f(jnp.asarray([1.0, -1.0, 2.0])), [1.0, 2.0])  # eager is fine

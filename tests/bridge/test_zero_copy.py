@@ -54,12 +54,15 @@ def test_contiguous_tensors_share_memory_and_keep_dtype(source, target, dtype):
 
 
 @pytest.mark.parametrize(("source", "target"), DIRECTIONS, ids=DIRECTION_IDS)
-def test_bridged_identity_returns_the_same_buffer(source, target):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "bool", "int32"])
+def test_bridged_identity_returns_the_same_buffer(source, target, dtype):
     # Given a contiguous target tensor, when it crosses into the source framework and back
     # through an identity function, then the result still points at the caller's memory.
     identity = wrap(lambda x: x, source=source, target=target)
-    x = make(target, "float32")
-    assert pointer(identity(x)) == pointer(x)
+    x = make(target, dtype)
+    y = identity(x)
+    assert pointer(y) == pointer(x)
+    assert y.dtype == x.dtype
 
 
 def test_strided_torch_view_is_copied_once_with_a_logged_reason(caplog):

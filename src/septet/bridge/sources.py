@@ -26,6 +26,7 @@ from septet.bridge.transfer import (
     is_torch_tensor,
     tensorflow_value,
 )
+from septet.errors import InputError
 
 Shape = tuple[int | None, ...]
 # (shape, dtype name); None in a shape is a dimension unknown at trace time, None as the
@@ -104,12 +105,18 @@ class TorchSource:
         def empty(shape: Shape, dtype: str) -> Any:
             return torch.empty(tuple(shape), dtype=getattr(torch, dtype))
 
+        from torch._subclasses.fake_tensor import DynamicOutputShapeException, FakeTensorMode
+
         try:
             # FakeTensorMode runs the function on shape-only tensors: no memory, no compute.
-            from torch._subclasses.fake_tensor import FakeTensorMode
-
             with FakeTensorMode(allow_non_fake_inputs=True):
                 out = call([empty(s, d) for s, d in specs])
+        except DynamicOutputShapeException as error:  # e.g. x[x > 0], nonzero, unique
+            raise InputError(
+                "this torch function's output shapes depend on the input values "
+                f"({error}), so they cannot be declared before it runs (under jax.jit or "
+                "tf.function); call it eagerly or make its output shapes static"
+            ) from error
         except Exception:  # an op without a fake kernel: run it once on zeros instead
             out = call([torch.zeros(tuple(s), dtype=getattr(torch, d)) for s, d in specs])
         flat, spec = flatten(out, is_torch_tensor)

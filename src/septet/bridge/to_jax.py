@@ -19,6 +19,7 @@ import numpy as np
 from septet.bridge.nest import NestSpec, flatten
 from septet.bridge.sources import SOURCES, SourceRun
 from septet.bridge.transfer import convert, dtype_name, is_float_dtype, is_jax_array
+from septet.errors import InputError
 
 
 class _Opaque:
@@ -118,7 +119,11 @@ class _Crossing:
             specs = [(tuple(x.shape), d) for x, d in zip(xs, self.input_dtypes, strict=True)]
             known = self.src.output_specs(self.call, specs)
             if any(shape is None or None in shape for shape, _ in known.specs):
-                raise ValueError("the source function's output shapes depend on input values")
+                raise InputError(
+                    "under jax.jit the bridged function must declare its output shapes before "
+                    f"it runs, but this {self.src.name} function's output shapes depend on the "
+                    "input values; call it outside jax.jit or make its output shapes static"
+                )
             self.out_spec = known.out_spec
             self.out_structs = [jax.ShapeDtypeStruct(s, d) for s, d in known.specs]
         return self.out_structs
@@ -127,12 +132,23 @@ class _Crossing:
         structs = self._structs(xs)
         return tuple(
             jax.pure_callback(
-                lambda *cxs: self._outputs(self._run(cxs, None)),
+                lambda *cxs: self._checked(self._outputs(self._run(cxs, None)), structs),
                 tuple(structs),
                 *xs,
                 vmap_method=self.vmap_method,
             )
         )
+
+    def _checked(self, outputs: tuple[Any, ...], structs: list[Any]) -> tuple[Any, ...]:
+        for o, struct in zip(outputs, structs, strict=True):
+            if tuple(o.shape) != tuple(struct.shape) or o.dtype != struct.dtype:
+                raise InputError(
+                    f"under jax.jit this {self.src.name} function returned {o.dtype}"
+                    f"{list(o.shape)} where its traced shapes said {struct.dtype}"
+                    f"{list(struct.shape)}: its output shapes depend on the input values; "
+                    "call it outside jax.jit"
+                )
+        return outputs
 
     # --- custom_vjp --------------------------------------------------------------------------
 

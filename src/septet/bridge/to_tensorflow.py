@@ -17,6 +17,7 @@ import tensorflow as tf
 from septet.bridge.nest import flatten
 from septet.bridge.sources import SOURCES, output_specs_allowing_unknown_dims
 from septet.bridge.transfer import convert, is_float_dtype, is_tensorflow_tensor, tensorflow_value
+from septet.errors import InputError
 
 
 def _tape_is_recording() -> bool:
@@ -106,7 +107,10 @@ def _in_graph(src: Any, call: Callable[[list[Any]], Any], leaves: list[Any]) -> 
         (None if x.shape.rank is None else tuple(x.shape.as_list()), x.dtype.name) for x in leaves
     ]
     if any(shape is None for shape, _ in input_specs):
-        raise ValueError("a tensor of unknown rank cannot cross inside tf.function")
+        raise InputError(
+            "inside tf.function a tensor of unknown rank cannot cross the bridge (its output "
+            "shapes cannot be worked out); give the tf.function an input_signature with ranks"
+        )
     known = output_specs_allowing_unknown_dims(src, call, input_specs)
     out_dtypes = [getattr(tf, dtype) for _, dtype in known.specs]
     float_mask = [is_float_dtype(dtype) for _, dtype in input_specs]
