@@ -57,7 +57,7 @@ class TrainingDivergedError(SeptetError):
     """The loss became NaN or infinite."""
 
 
-def _from_dict(cls: type, values: Mapping[str, Any], where: str) -> Any:
+def dataclass_from_dict(cls: type, values: Mapping[str, Any], where: str) -> Any:
     """Build dataclass ``cls`` from ``values``; an unknown key is an error naming it."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
@@ -101,7 +101,7 @@ class OptimizerConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> OptimizerConfig:
         """Read from a plain dict; unknown keys are errors."""
-        return _from_dict(cls, values, "optimizer")
+        return dataclass_from_dict(cls, values, "optimizer")
 
 
 @dataclass
@@ -148,7 +148,7 @@ class TrainingConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainingConfig:
         """Read from a plain dict (``optimizer`` may be a nested dict); unknown keys are errors."""
-        return _from_dict(cls, values, "training")
+        return dataclass_from_dict(cls, values, "training")
 
 
 @dataclass
@@ -344,11 +344,12 @@ class Trainer:
     def _step(self, bar: Any) -> None:
         """One optimizer update, then logging, callbacks, evaluation and checkpoint."""
         state, config = self.state, self.config
+        learning_rate = self.scheduler.get_last_lr()[0]  # the rate this update uses
         self._optimizer_step()
         state.step += 1
         bar.advance()
         logs = {name: total / self._running_count for name, total in self._running.items()}
-        logs["learning_rate"] = self.scheduler.get_last_lr()[0]
+        logs["learning_rate"] = learning_rate
         self._running, self._running_count = {}, 0
         if state.step % config.log_every == 0 or state.step == state.total_steps:
             self.history.append({"step": state.step, **logs})
