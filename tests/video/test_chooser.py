@@ -33,7 +33,7 @@ def test_the_grid_frame_is_the_chosen_frame_with_lines_on_it(clip, tmp_path):
 def test_draw_grid_picks_a_round_spacing_by_itself():
     frame = np.zeros((360, 640, 3), np.uint8)
     lines = draw_grid(frame)
-    assert lines[:, 50].any() and not lines[201:249, 75].any()
+    assert lines[:, 100].any() and not lines[101:199, 150].any()  # 640 wide: every 100 px
 
 
 def test_reading_a_frame_past_the_end_is_a_clear_error(clip):

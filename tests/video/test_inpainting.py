@@ -92,3 +92,21 @@ def test_a_frame_without_a_hole_comes_back_unchanged(clip):
     empty = np.zeros(frame.shape[:2], bool)
     out = FlowGuidedInpainter().inpaint({0: frame}, {0: empty}, 0)
     assert np.array_equal(out, frame)
+
+
+def test_nothing_is_taken_across_a_cut_to_another_shot():
+    from septet.video.composite import composite, linear_path, object_from_photo, photo_pan
+    from septet.video.inpainting import is_scene_cut
+
+    texture, shape = object_from_photo("chelsea", 36, 46)
+    backgrounds = [*photo_pan("astronaut", 144, 192, 6), *photo_pan("coffee", 144, 192, 6)]
+    route = linear_path((20, 40), (120, 60), 12)
+    scene = list(composite(backgrounds, texture, shape, route))
+    frames = {t: s.frame for t, s in enumerate(scene)}
+    holes = {t: dilate_mask(s.mask, 3) for t, s in enumerate(scene)}
+    grey = [f[..., 1] for f in frames.values()]
+    assert is_scene_cut(grey[5], grey[6]) and not is_scene_cut(grey[4], grey[5])
+    whole = FlowGuidedInpainter(context=6).inpaint(frames, holes, 5)
+    first_shot = {t: frames[t] for t in range(6)}
+    alone = FlowGuidedInpainter(context=6).inpaint(first_shot, holes, 5)
+    assert np.array_equal(whole, alone)

@@ -32,9 +32,9 @@ def read_frame(path: str | os.PathLike[str], index: int = 0) -> np.ndarray:
 
 
 def grid_step(width: int, height: int) -> int:
-    """A round grid spacing giving about 8 to 16 lines across the long side."""
+    """A round grid spacing giving at most 12 lines across the long side."""
     for step in (10, 20, 25, 50, 100, 200, 250, 500, 1000):
-        if max(width, height) / step <= 16:
+        if max(width, height) / step <= 12:
             return step
     return 1000
 

@@ -22,9 +22,9 @@ import numpy as np
 
 from septet.errors import ConfigError, InputError
 from septet.video.box import Box, box_from_mask, check_box_in_frame, parse_box
-from septet.video.inpainting import FlowGuidedInpainter, Inpainter
+from septet.video.inpainting import FlowGuidedInpainter, Inpainter, is_scene_cut
 from septet.video.segmentation import GrabCutSegmenter, Segmenter, estimate_background
-from septet.video.tracking import CSRTTracker, track_box, working_scale
+from septet.video.tracking import CSRTTracker, resize_by, track_box, working_scale
 from septet.video.video_io import (
     VideoWriter,
     count_mask_files,
@@ -237,6 +237,7 @@ class _RemovalWindow:
         self.masks: dict[int, np.ndarray] = {}  # full size, smoothed
         self.holes: dict[int, np.ndarray] = {}  # full size, dilated
         self.object_boxes: list[Box | None] = []
+        self.cuts: set[int] = set()  # i is here when frames i-1 and i are from different shots
         self.next_segment = self.next_smooth = self.next_out = 0
 
     def run(self, frames: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -247,7 +248,9 @@ class _RemovalWindow:
                 raise InputError(f"frame {last} changes size; every frame must have one size")
             self.full[last] = frame
             if self.given_masks is None:
-                self.small[last] = _resize(frame, self.scale)
+                self.small[last] = resize_by(frame, self.scale)
+                if last > 0 and is_scene_cut(_grey(self.small[last - 1]), _grey(self.small[last])):
+                    self.cuts.add(last)
             yield from self._drain(last, eof=False)
         if last < 0:
             raise InputError("the clip has no frames to process")
@@ -332,12 +335,17 @@ class _RemovalWindow:
                 n = j + direction * k
                 if n < 0 or n > last or n not in self.small:
                     break
+                if (n + 1 if direction < 0 else n) in self.cuts:  # another shot from here on
+                    break
                 if self.tracked[n].expanded(0.1).iou(here) == 0.0:
                     chosen.append(n)
                     found += 1
                     if found == self.config.background_neighbours:
                         break
         return chosen
+
+    def _cut_between(self, a: int, b: int) -> bool:
+        return any(i in self.cuts for i in range(min(a, b) + 1, max(a, b) + 1))
 
     def _smooth(self, k: int) -> None:
         import cv2
@@ -348,7 +356,7 @@ class _RemovalWindow:
             count = 1
             cx, cy = self.tracked[k].scaled(self.scale).center
             for n in range(k - self.smooth, k + self.smooth + 1):
-                if n == k or n not in self.raw:
+                if n == k or n not in self.raw or self._cut_between(n, k):
                     continue
                 nx, ny = self.tracked[n].scaled(self.scale).center
                 shift = np.float32([[1, 0, cx - nx], [0, 1, cy - ny]])
@@ -368,9 +376,7 @@ class _RemovalWindow:
         self.object_boxes.append(box_from_mask(mask))
 
 
-def _resize(frame: np.ndarray, scale: float) -> np.ndarray:
+def _grey(frame: np.ndarray) -> np.ndarray:
     import cv2
 
-    if scale == 1.0:
-        return frame
-    return cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)

@@ -154,7 +154,7 @@ def track_box(
             for index, frame in enumerate(frames):
                 if index == 0:
                     scale = working_scale(frame.shape[1], frame.shape[0], max_side)
-                small = _resize(frame, scale)
+                small = resize_by(frame, scale)
                 if index <= start and start > 0:
                     if cached is None:
                         path = os.path.join(temp_dir, "frames.u8")
@@ -186,7 +186,8 @@ def track_box(
     return boxes
 
 
-def _resize(frame: np.ndarray, scale: float) -> np.ndarray:
+def resize_by(frame: np.ndarray, scale: float) -> np.ndarray:
+    """``frame`` resized by ``scale`` (area averaging); the frame itself when scale is 1."""
     import cv2
 
     if scale == 1.0:
