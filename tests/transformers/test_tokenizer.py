@@ -439,3 +439,50 @@ def test_save_pretrained_round_trips_through_us_and_hf(request, tmp_path, source
         assert hf.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == (
             ours.apply_chat_template(chat)
         )
+
+
+# ------------------------------------------------------------------------------------------
+# SentencePiece vocabularies in GGUF (Llama 1/2, Mistral): merges rebuilt from scores
+# ------------------------------------------------------------------------------------------
+def write_sentencepiece_gguf(path) -> None:
+    """A GGUF holding only tokenizer metadata, as llama.cpp writes a Llama-2 style vocabulary:
+    <unk> <s> </s>, the 256 <0xNN> byte tokens, then BPE pieces ('▁' marks a word start)
+    scored by merge rank. The pieces are learned here from the handwritten strings."""
+    import gguf
+    from tokenizers import Tokenizer as RustTokenizer
+    from tokenizers import models, pre_tokenizers, trainers
+
+    byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
+    specials = ["<unk>", "<s>", "</s>", *byte_tokens]
+    rust = RustTokenizer(models.BPE(byte_fallback=True))
+    rust.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=specials, show_progress=False)
+    rust.train_from_iterator(HANDWRITTEN * 3, trainer=trainer)
+    vocab = rust.get_vocab()
+    tokens = [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    types = [2, 3, 3, *([6] * 256), *([1] * (len(tokens) - len(specials)))]
+    scores = [0.0] * len(specials) + [-float(i) for i in range(len(tokens) - len(specials))]
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_unk_token_id(0)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_sentencepiece_gguf_matches_hf(tmp_path):
+    path = tmp_path / "spm.gguf"
+    write_sentencepiece_gguf(path)
+    ours = Tokenizer.from_pretrained(path)
+    hf = hf_tokenizer(str(tmp_path), gguf_file=path.name)
+    assert ours.encode("hello")[0] == ours.bos_token_id == 1
+    assert_same_as_hf(ours, hf, STRINGS)

@@ -1083,7 +1083,7 @@ def _gguf_sentencepiece_bpe(metadata: Mapping[str, Any]) -> tokenizers.Tokenizer
     from tokenizers import decoders, normalizers, pre_tokenizers
 
     tokens = list(metadata["tokens"])
-    vocab = {token: index for index, token in reversed(list(enumerate(tokens)))}
+    vocab = {token: index for index, token in enumerate(tokens)}
     if metadata.get("merges"):
         merges = [tuple(m.split(" ", 1)) for m in metadata["merges"]]
     else:
@@ -1117,9 +1117,10 @@ def _gguf_sentencepiece_bpe(metadata: Mapping[str, Any]) -> tokenizers.Tokenizer
 def merges_from_scores(tokens: Sequence[str], scores: Sequence[float]) -> list[tuple[str, str]]:
     """Rebuild BPE merges from a SentencePiece vocabulary: every way to split a token into two
     tokens of the vocabulary is a merge, ranked by the merged token's score (higher first)."""
-    vocab = {token: index for index, token in reversed(list(enumerate(tokens)))}
+    vocab = {token: index for index, token in enumerate(tokens)}
+    # One entry per distinct token (the last score wins), in first-appearance order.
     ranked = []
-    for token, score in zip(tokens, scores, strict=True):
+    for token, score in dict(zip(tokens, scores, strict=True)).items():
         candidates = []
         for cut in range(1, len(token)):
             left, right = token[:cut], token[cut:]
