@@ -49,7 +49,7 @@ from septet.tsdb.wal import WriteAheadLog, generations, read_records
 
 MANIFEST = "MANIFEST.json"
 _INSERT = 1
-_TABLE_HEADER = struct.Struct("<QI")
+_GROUP_HEADER = struct.Struct("<QQ")  # tables in the group, IPC stream length
 _MAX_CHUNKS = 32  # memtable chunks per table before they are merged into one
 
 
@@ -85,12 +85,29 @@ class _MemTable:
         self.sorted: list[bool] = []
         self.nbytes = 0
 
-    def add(self, rows: pa.Table) -> None:
-        ts = rows.column(TS).to_numpy()
+    def add(self, rows: pa.Table, meta: RowsMeta | None = None) -> None:
+        if meta is None:
+            meta = RowsMeta.of(rows)
         self.chunks.append(rows)
-        self.ranges.append((int(ts.min()), int(ts.max())))
-        self.sorted.append(bool(ts.size < 2 or (np.diff(ts) > 0).all()))
-        self.nbytes += rows.nbytes
+        self.ranges.append((meta.lo, meta.hi))
+        self.sorted.append(meta.increasing)
+        self.nbytes += meta.nbytes
+
+
+@dataclass(frozen=True)
+class RowsMeta:
+    """What the memtable keeps about a batch of one table's rows (computed in bulk upstream)."""
+
+    lo: int
+    hi: int
+    increasing: bool  # timestamps strictly increasing
+    nbytes: int
+
+    @staticmethod
+    def of(rows: pa.Table) -> RowsMeta:
+        ts = rows.column(TS).to_numpy()
+        increasing = bool(ts.size < 2 or (np.diff(ts) > 0).all())
+        return RowsMeta(int(ts.min()), int(ts.max()), increasing, rows.nbytes)
 
 
 def merge_sources(sources: list[pa.Table], known_sorted: list[bool] | None = None) -> pa.Table:
@@ -467,23 +484,29 @@ class Engine:
     def partition_of(self, db: Database, ts: int) -> int:
         return ts // db.options.partition_span
 
-    def insert(self, batches: list[tuple[int, pa.Table]]) -> int:
+    def insert(
+        self, batches: list[tuple[int, pa.Table]], metas: list[RowsMeta] | None = None
+    ) -> int:
         """Write rows (``ts`` int64 + ``c<id>`` columns) of tables by uid; returns rows written.
 
         One WAL record holds all of them: they are acknowledged (and recovered) together.
+        ``metas`` (one per batch) saves recomputing each batch's time range and order.
         """
         with self.lock:
             self._check_open()
-            batches = [(uid, rows) for uid, rows in batches if rows.num_rows]
-            if not batches:
+            if metas is None:
+                metas = [RowsMeta.of(rows) if rows.num_rows else None for _, rows in batches]
+            kept = [(b, m) for b, m in zip(batches, metas, strict=True) if b[1].num_rows]
+            if not kept:
                 return 0
+            batches = [b for b, _ in kept]
+            metas = [m for _, m in kept]
             now = int(time.time() * 1000)
-            for uid, rows in batches:
+            for (uid, rows), meta in zip(batches, metas, strict=True):
                 db = self.dbs[self.uid_db[uid]]
-                ts = rows.column(TS)
-                if ts.null_count:
+                if rows.column(TS).null_count:
                     raise TsdbError("the timestamp (first) column cannot be NULL")
-                oldest = int(np.min(ts.to_numpy()))
+                oldest = meta.lo
                 keep_ms = db.options.keep_days * 86_400_000
                 units_per_ms = db.options.units_per_day // 86_400_000
                 if oldest < (now - keep_ms) * units_per_ms:
@@ -496,29 +519,30 @@ class Engine:
             if self.wal is not None:
                 self.wal.append(seq, _INSERT, _encode_insert(batches))
             total = 0
-            for uid, rows in batches:
-                self._mem_add(uid, rows)
+            for (uid, rows), meta in zip(batches, metas, strict=True):
+                self._mem_add(uid, rows, meta)
                 total += rows.num_rows
             if self.mem_bytes >= self.options.memtable_bytes:
                 self.flush()
             return total
 
-    def _mem_add(self, uid: int, rows: pa.Table) -> None:
+    def _mem_add(self, uid: int, rows: pa.Table, meta: RowsMeta | None = None) -> None:
         mem = self.mem.get(uid)
         if mem is None:
             mem = self.mem[uid] = _MemTable()
         before = mem.nbytes
-        mem.add(rows)
+        mem.add(rows, meta)
         if len(mem.chunks) > _MAX_CHUNKS:
-            merged = merge_sources(mem.chunks)
+            merged = merge_sources(mem.chunks, mem.sorted)
             mem.chunks, mem.ranges, mem.sorted, mem.nbytes = [], [], [], 0
             mem.add(merged)
         self.mem_bytes += mem.nbytes - before
         cached = self.last_rows.get(uid)
         if cached is not None:  # else it is filled on first use, from the merged data
-            ts = rows.column(TS).to_numpy()
-            i = int(np.flatnonzero(ts == ts.max())[-1])
-            if ts[i] >= cached.column(TS)[0].as_py():
+            newest = mem.ranges[-1][1]
+            if newest >= cached.column(TS)[0].as_py():
+                ts = rows.column(TS).to_numpy()
+                i = int(np.flatnonzero(ts == newest)[-1])
                 self.last_rows[uid] = rows.slice(i, 1)
 
     # ----------------------------------------------------------------- flush
@@ -532,7 +556,7 @@ class Engine:
             by_partition: dict[tuple[str, int], dict[int, pa.Table]] = {}
             for uid, mem in self.mem.items():
                 db = self.dbs[self.uid_db[uid]]
-                rows = merge_sources(mem.chunks)
+                rows = merge_sources(mem.chunks, mem.sorted)
                 ts = rows.column(TS).to_numpy()
                 pids = ts // db.options.partition_span
                 cuts = np.flatnonzero(np.diff(pids)) + 1
@@ -911,13 +935,23 @@ def _tag_value(tag: Column, value: Any) -> Any:
 
 
 def _encode_insert(batches: list[tuple[int, pa.Table]]) -> bytes:
-    out = io.BytesIO()
+    """One WAL body for many tables: per schema, the rows as one Arrow IPC stream and the
+    (uid, row count) of each table's run in it."""
+    groups: dict[str, list[tuple[int, pa.Table]]] = {}
     for uid, rows in batches:
+        groups.setdefault(rows.schema.to_string(), []).append((uid, rows))
+    out = io.BytesIO()
+    for members in groups.values():
         sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, rows.schema) as writer:
-            writer.write_table(rows)
+        table = pa.concat_tables([rows for _, rows in members])
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
         buf = sink.getvalue()
-        out.write(_TABLE_HEADER.pack(uid, buf.size))
+        index = struct.pack(
+            f"<{2 * len(members)}Q", *[x for uid, rows in members for x in (uid, rows.num_rows)]
+        )
+        out.write(_GROUP_HEADER.pack(len(members), buf.size))
+        out.write(index)
         out.write(buf)
     return out.getvalue()
 
@@ -926,11 +960,17 @@ def _decode_insert(body: memoryview) -> list[tuple[int, pa.Table]]:
     out = []
     pos = 0
     while pos < len(body):
-        uid, size = _TABLE_HEADER.unpack_from(body, pos)
-        pos += _TABLE_HEADER.size
-        buf = pa.py_buffer(bytes(body[pos : pos + size]))
-        out.append((uid, pa.ipc.open_stream(buf).read_all()))
+        count, size = _GROUP_HEADER.unpack_from(body, pos)
+        pos += _GROUP_HEADER.size
+        index = struct.unpack_from(f"<{2 * count}Q", body, pos)
+        pos += 16 * count
+        table = pa.ipc.open_stream(pa.py_buffer(bytes(body[pos : pos + size]))).read_all()
         pos += size
+        start = 0
+        for k in range(count):
+            uid, n = index[2 * k], index[2 * k + 1]
+            out.append((uid, table.slice(start, n)))
+            start += n
     return out
 
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from septet.tsdb import sqlast as A
 from septet.tsdb.catalog import DatabaseOptions, type_length
-from septet.tsdb.engine import Engine
+from septet.tsdb.engine import Engine, RowsMeta
 from septet.tsdb.errors import TsdbError
 from septet.tsdb.expressions import Context, Frame, evaluate, walk
 from septet.tsdb.query import (
@@ -308,9 +308,14 @@ class Session:
         cuts = np.flatnonzero(np.diff(sorted_codes)) + 1
         starts = np.concatenate([[0], cuts]).astype(np.int64)
         firsts = order[starts]
+        existing = db.tables
         specs = []
         for code, row in zip(sorted_codes[starts], firsts, strict=True):
             tname = enc.dictionary[int(code)].as_py()
+            known = existing.get(tname.lower()) if isinstance(tname, str) else None
+            if known is not None and known.stable == stable:
+                specs.append((tname, stable, {}))  # exists: its tags are not read again
+                continue
             tags = {t: data.column(lower[t])[int(row)].as_py() for t in tag_names}
             specs.append((tname, stable, tags))
         tables = self.engine.create_child_tables(db_name, specs, True)
@@ -321,11 +326,22 @@ class Session:
         body = conform_arrow(st.columns, data.select(value_cols), db.options.precision)
         body = body.take(pa.array(order))
         ends = np.concatenate([starts[1:], [len(order)]])
-        batches = [
-            (t.uid, body.slice(int(a), int(b - a)))
-            for t, a, b in zip(tables, starts, ends, strict=True)
-        ]
-        return self.engine.insert(batches)
+        # Each table's time range and order, for all tables at once.
+        ts = body.column(0).to_numpy()
+        lo = np.minimum.reduceat(ts, starts)
+        hi = np.maximum.reduceat(ts, starts)
+        step_back = np.zeros(ts.size, dtype=bool)
+        step_back[1:] = ts[1:] <= ts[:-1]
+        step_back[starts] = False
+        unordered = np.logical_or.reduceat(step_back, starts)
+        per_row = body.nbytes / max(body.num_rows, 1)
+        batches, metas = [], []
+        for i, (t, a, b) in enumerate(zip(tables, starts, ends, strict=True)):
+            batches.append((t.uid, body.slice(int(a), int(b - a))))
+            metas.append(
+                RowsMeta(int(lo[i]), int(hi[i]), not bool(unordered[i]), int(per_row * (b - a)))
+            )
+        return self.engine.insert(batches, metas)
 
     def _Delete(self, s: A.Delete, ctx: Context) -> Result:
         q = A.Select([(A.Star(), None)], s.table, s.where)

@@ -51,6 +51,7 @@ class Source:
     tags: list[Column]
     is_stable: bool
     sub: pa.Table | None = None  # a subquery's result
+    tag_cache: tuple[list[Table], Frame] | None = None
 
     @property
     def ts_name(self) -> str:
@@ -314,6 +315,16 @@ def _time_range(conds: list[A.Expr], src: Source, ctx: Context):
 
 
 def _tag_frame(src: Source) -> Frame:
+    """One row per table of the source: tbname and the tags (built once per table list)."""
+    cached = src.tag_cache
+    if cached is not None and cached[0] is src.tables:
+        return cached[1]
+    frame = _build_tag_frame(src)
+    src.tag_cache = (src.tables, frame)
+    return frame
+
+
+def _build_tag_frame(src: Source) -> Frame:
     cols: dict[str, Any] = {"tbname": pa.array([t.name for t in src.tables], pa.string())}
     prec = src.db.options.precision if src.db else "ms"
     for tag in src.tags:
