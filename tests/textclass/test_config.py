@@ -31,7 +31,6 @@ def test_every_key_is_documented():
             r"hierarchy\.recursive_penalty is set but unused",
         ),
         ({"eval": {"top_k": 2}}, r"eval\.top_k is set but unused"),
-        ({"data": {"taxonomy": "t.tsv"}}, r"data\.taxonomy is set but unused"),
         ({"loss": {"name": "hinge"}}, r"loss\.name must be one of"),
         ({"task": {"multi_label": False}, "loss": {"name": "bce"}}, r"multi-class task"),
         ({"feature": {"fields": ["token", "char"]}}, r"feature\.fields"),

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from septet.textclass.decoding import decode, tune_thresholds
+from septet.textclass.decoding import decode, tune_global_threshold, tune_thresholds
 from septet.textclass.metrics import evaluate, summary_scores
 
 TRUTH = np.array([[1, 0, 1], [1, 1, 0], [0, 0, 1], [0, 0, 0]])
@@ -77,3 +77,13 @@ def test_tuned_thresholds_maximise_each_labels_f1():
     assert f1_score(truth[:, 1], probs[:, 1] >= thresholds[1]) == pytest.approx(0.8)
     # A label with no positives in dev keeps the default.
     assert tune_thresholds(probs, np.zeros_like(truth), default=0.4) == pytest.approx([0.4, 0.4])
+
+
+def test_rare_labels_share_the_global_threshold():
+    probs = np.array([[0.9, 0.35], [0.7, 0.2], [0.2, 0.1], [0.1, 0.05]])
+    truth = np.array([[1, 1], [1, 0], [0, 0], [0, 0]])
+    # One threshold for all: p >= 0.35 gets 3 of 3 positives with no false positive.
+    assert tune_global_threshold(probs, truth) == pytest.approx(0.35)
+    thresholds = tune_thresholds(probs, truth, min_support=2)
+    assert thresholds[1] == pytest.approx(0.35)  # one positive: too rare, global threshold
+    assert thresholds[0] == pytest.approx(0.7)  # two positives: its own best (ties go high)

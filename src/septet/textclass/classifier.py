@@ -46,7 +46,8 @@ class TextClassifier:
     hierarchy="taxonomy.tsv").fit(texts, labels)``.
 
     ``hierarchy``: None (flat labels), a :class:`Taxonomy`, the path of a taxonomy TSV, or
-    True to read the hierarchy from ``A--B--C`` label paths. ``multi_label=False`` makes a
+    True to read the hierarchy from ``A--B--C`` label paths. ``labels`` declares a flat
+    classifier's label set (default: the labels seen in training). ``multi_label=False`` makes a
     multi-class classifier (softmax, one label per text). The other keyword arguments are the
     keys of the config sections [feature], [loss] (``loss=`` names it), [hierarchy], [train]
     and [eval]; see ``septet textclass keys``.
@@ -59,10 +60,12 @@ class TextClassifier:
         *,
         multi_label: bool = True,
         encoder_params: dict[str, Any] | None = None,
+        labels: Sequence[str] | None = None,
         **options: Any,
     ):
         self.encoder = encoder
         self.hierarchy = hierarchy
+        self.labels = None if labels is None else list(labels)
         self.multi_label = multi_label
         self.encoder_params = dict(encoder_params or {})
         self.sections = {name: cfg.SECTIONS[name]() for name in cfg.CLASSIFIER_SECTIONS}
@@ -84,6 +87,7 @@ class TextClassifier:
             "hierarchy": self.hierarchy,
             "multi_label": self.multi_label,
             "encoder_params": dict(self.encoder_params),
+            "labels": None if self.labels is None else list(self.labels),
         }
         for name, (section, key) in OPTIONS.items():
             params[name] = getattr(self.sections[section], key)
@@ -92,7 +96,7 @@ class TextClassifier:
     def set_params(self, **params: Any) -> TextClassifier:
         """Change options by keyword; an unknown keyword or a wrong type names the key."""
         for name, value in params.items():
-            if name in ("encoder", "hierarchy", "multi_label", "encoder_params"):
+            if name in ("encoder", "hierarchy", "multi_label", "encoder_params", "labels"):
                 setattr(self, name, value)
                 continue
             if name not in OPTIONS:
@@ -141,6 +145,8 @@ class TextClassifier:
         documents = self._documents(texts, labels, "training")
         seed_everything(train_options.seed)
         taxonomy = self._taxonomy()
+        if taxonomy is None and self.hierarchy is None and self.labels is not None:
+            taxonomy = Taxonomy.flat(self.labels)
         self.label_space = LabelSpace.from_training_labels(
             (d.labels for d in documents), taxonomy, hierarchical=self.hierarchy is not None
         )
@@ -201,7 +207,9 @@ class TextClassifier:
             from septet.textclass.decoding import tune_thresholds
 
             self.thresholds = tune_thresholds(
-                self._probabilities(dev_ids), dev_targets, default=evaluation.threshold
+                self._probabilities(dev_ids),
+                dev_targets,
+                min_support=evaluation.threshold_min_support,
             )
         self.training_ = {
             "best_epoch": result.best_epoch,

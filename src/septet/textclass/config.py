@@ -46,8 +46,9 @@ class DataSection:
     )
     taxonomy: str = option(
         "",
-        "taxonomy TSV (parent<TAB>child...); empty: the labels seen in "
-        "training, with A--B--C paths forming the hierarchy",
+        "taxonomy TSV (parent<TAB>child...): the label set and, when "
+        "hierarchical, the hierarchy (a flat task uses its leaves); empty: the labels seen in "
+        "training, with A--B--C paths forming the hierarchy when hierarchical",
     )
     ignore_labels: list = option(  # noqa: RUF009 - option() returns a field
         [], 'glob patterns of labels to drop on reading, e.g. ["*::TODO"]'
@@ -131,6 +132,11 @@ class EvalSection:
     decoding: str = option("threshold", "threshold, top_k or argmax (argmax for multi-class)")
     threshold: float = option(0.5, "probability threshold for labels without a tuned one")
     tune_thresholds: bool = option(True, "tune one threshold per label on dev for best F1")
+    threshold_min_support: int = option(
+        5,
+        "labels with fewer dev documents than this share one global threshold tuned on dev "
+        "for micro-F1 (tune_thresholds only)",
+    )
     top_k: int = option(3, "labels per document (decoding = top_k only)")
 
 
@@ -267,7 +273,6 @@ _CONDITIONAL_KEYS = {
     ("loss", "focal_alpha"): (lambda c: c.loss.name == "focal", "loss.name = 'focal'"),
     ("eval", "top_k"): (lambda c: c.eval.decoding == "top_k", "eval.decoding = 'top_k'"),
     ("hierarchy", "*"): (lambda c: c.task.hierarchical, "task.hierarchical = true"),
-    ("data", "taxonomy"): (lambda c: c.task.hierarchical, "task.hierarchical = true"),
 }
 
 

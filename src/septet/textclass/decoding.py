@@ -10,20 +10,42 @@ from septet.errors import ConfigError
 DECODINGS = ("threshold", "top_k", "argmax")
 
 
+GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+
+def tune_global_threshold(
+    probabilities: np.ndarray, truth: np.ndarray, grid: np.ndarray | None = None
+) -> float:
+    """The one threshold on ``grid`` with the best micro-F1 on the given (dev) data (ties:
+    the highest)."""
+    grid = GRID if grid is None else grid
+    truth = truth.astype(bool)
+    best, best_f1 = 0.5, -1.0
+    for threshold in grid:
+        predicted = probabilities >= threshold
+        tp = (predicted & truth).sum()
+        f1 = 2 * tp / max(predicted.sum() + truth.sum(), 1)
+        if f1 >= best_f1:  # ties go to the highest threshold, as per label
+            best, best_f1 = float(threshold), f1
+    return best
+
+
 def tune_thresholds(
     probabilities: np.ndarray,
     truth: np.ndarray,
     *,
-    default: float = 0.5,
+    default: float | None = None,
     grid: np.ndarray | None = None,
     min_support: int = 1,
 ) -> np.ndarray:
     """One threshold per label, the value on ``grid`` that maximises that label's F1 on the
     given (dev) data. Labels with fewer than ``min_support`` positive documents keep
-    ``default``: a threshold fitted to no evidence would only be noise. Ties go to the highest
-    threshold (fewer false positives)."""
-    if grid is None:
-        grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+    ``default`` (None: the best global threshold, :func:`tune_global_threshold`): a threshold
+    fitted to one or two examples is mostly noise. Ties go to the highest threshold (fewer
+    false positives)."""
+    grid = GRID if grid is None else grid
+    if default is None:
+        default = tune_global_threshold(probabilities, truth, grid)
     truth = truth.astype(bool)
     thresholds = np.full(probabilities.shape[1], default, dtype=np.float32)
     support = truth.sum(0)

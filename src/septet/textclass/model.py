@@ -25,6 +25,14 @@ class TextClassificationModel(nn.Module):
         """The head's training loss (HMCN adds its local and violation terms)."""
         return self.head.loss(self.encoder(ids, mask), targets, loss_fn)
 
+    def parameter_groups(self, learning_rate: float) -> list[dict]:
+        """Optimizer groups: the encoder's own (pretrained encoders ask for a smaller rate),
+        then the head and anything else at ``learning_rate``."""
+        if not hasattr(self.encoder, "parameter_groups"):
+            return [{"params": list(self.parameters()), "lr": learning_rate}]
+        groups = self.encoder.parameter_groups(learning_rate)
+        return [*groups, {"params": list(self.head.parameters()), "lr": learning_rate}]
+
     @property
     def output_weight(self) -> torch.Tensor:
         """[labels, features]: the weights recursive regularisation ties together."""

@@ -12,6 +12,7 @@ from septet.common.atomic import atomic_write_json, atomic_write_text
 from septet.errors import ConfigError, InputError
 from septet.textclass.config import CLASSIFIER_SECTIONS, Config, load_config
 from septet.textclass.data import Document, read_documents
+from septet.textclass.taxonomy import Taxonomy
 
 MODEL_FOLDER = "model"
 CHECKPOINT_FOLDER = "checkpoints"
@@ -51,12 +52,16 @@ def classifier_from_config(config: Config):
     for name, (section, key) in OPTIONS.items():
         if section in CLASSIFIER_SECTIONS:
             options[name] = getattr(getattr(config, section), key)
-    hierarchy = None
+    hierarchy, labels = None, None
     if config.task.hierarchical:
         hierarchy = config.path(config.data.taxonomy) if config.data.taxonomy else True
+    elif config.data.taxonomy:
+        taxonomy = Taxonomy.read_tsv(config.path(config.data.taxonomy))
+        labels = [label for label in taxonomy.labels if taxonomy.is_leaf(label)]
     return TextClassifier(
         config.model.encoder,
         hierarchy=hierarchy,
+        labels=labels,
         multi_label=config.task.multi_label,
         encoder_params=config.model.params,
         **options,

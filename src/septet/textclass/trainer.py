@@ -116,7 +116,9 @@ def train_model(
     total_steps = steps_per_epoch * options.epochs
     warmup = int(options.warmup_ratio * total_steps)
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay
+        model.parameter_groups(options.learning_rate),
+        lr=options.learning_rate,
+        weight_decay=options.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_multiplier(step, total_steps, warmup, options.schedule)

@@ -67,7 +67,15 @@ class LabelSpace:
         if self.hierarchical:
             names = self.taxonomy.close(labels)
         else:
-            names = [self.taxonomy.resolve(label) for label in labels]
+            names = []
+            for label in labels:
+                if label not in self.index:
+                    raise InputError(
+                        f"label {label!r} is not one of the classifier's {len(self.labels)} "
+                        "labels; declare the full label set (labels=... or a taxonomy file) "
+                        "when dev or test data has labels that training lacks"
+                    )
+                names.append(label)
         return sorted({self.index[name] for name in names})
 
     def to_matrix(self, label_lists: Sequence[Sequence[str]]) -> np.ndarray:

@@ -90,6 +90,7 @@ def _load_families() -> None:
         cnn,
         fasttext,
         hmcn,
+        pretrained,
         rnn,
     )
 
