@@ -200,3 +200,16 @@ def test_cli_reports_sql_errors_in_one_line_with_exit_code_2(tmp_path):
     assert r.returncode == 2
     assert "error:" in r.stderr and "offset" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_cli_interactive_prompt_reads_statements_across_lines(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "septet", "tsdb", "sql", str(tmp_path)],
+        input="CREATE DATABASE x;\nSHOW\n DATABASES;\nSELECT nope FROM;\n\\q\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "│ x " in r.stdout and "1 row(s) in set" in r.stdout
+    assert "error:" in r.stdout  # a bad statement is reported and the shell goes on
