@@ -5,8 +5,10 @@ hundred varied strings; padding, truncation, pairs, chat templates and saving.""
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import shutil
+import threading
 import warnings
 
 import pytest
@@ -322,6 +324,38 @@ def test_bad_arguments_name_the_problem(minilm):
         minilm.encode("\udfff")
     with pytest.raises(InputError, match="batch_decode"):
         minilm.decode([[1, 2]])
+
+
+def test_threads_do_not_see_each_others_truncation(minilm):
+    # Given one thread truncating to 8 tokens and others encoding in full at the same time,
+    text = "word " * 100
+    full, cut = len(minilm.encode(text)), 8
+    results: list[tuple[str, int]] = []
+
+    def work(kind: str) -> None:
+        for _ in range(30):
+            if kind == "cut":
+                ids = minilm([text], truncation=True, max_length=cut)["input_ids"]
+                results.append((kind, ids.shape[1]))
+            else:
+                results.append((kind, len(minilm.encode(text))))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in ("cut", "full", "full")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # then each call gets its own setting.
+    assert {length for kind, length in results if kind == "cut"} == {cut}
+    assert {length for kind, length in results if kind == "full"} == {full}
+
+
+def test_pickle_round_trip(smollm2):
+    copy = pickle.loads(pickle.dumps(smollm2))
+    assert copy.encode("Hello <|im_start|> world") == smollm2.encode("Hello <|im_start|> world")
+    assert copy.apply_chat_template([{"role": "user", "content": "x"}]) == (
+        smollm2.apply_chat_template([{"role": "user", "content": "x"}])
+    )
 
 
 def test_missing_files_are_not_found(tmp_path):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,9 @@ class Tokenizer:
         name_or_path: str = "",
     ):
         self.backend = backend
+        # Truncation is state of the Rust tokenizer, set per call; the lock keeps one call's
+        # setting from leaking into another thread's encode.
+        self._lock = threading.Lock()
         self._special: dict[str, str | None] = {name: None for name in SPECIAL_TOKEN_NAMES}
         for name, value in (special_tokens or {}).items():
             if name not in self._special:
@@ -597,7 +601,11 @@ class Tokenizer:
         if text_pair is not None:
             _check_text(text_pair, "text_pair")
         try:
-            return self.backend.encode(text, text_pair, add_special_tokens=add_special_tokens).ids
+            with self._lock:
+                encoding = self.backend.encode(
+                    text, text_pair, add_special_tokens=add_special_tokens
+                )
+            return encoding.ids
         except TypeError as exc:  # the Rust side rejects strings that are not valid Unicode
             raise InputError(f"cannot tokenize the text: {exc} (a lone surrogate?)") from exc
 
@@ -723,6 +731,24 @@ class Tokenizer:
     ) -> list[tokenizers.Encoding]:
         # The backend knows how many special tokens it will add, so it truncates best; its
         # truncation setting is per-tokenizer state, so set it for this call and clear it.
+        with self._lock:
+            return self._encode_batch_locked(
+                batch,
+                pairs,
+                add_special_tokens=add_special_tokens,
+                truncate_to=truncate_to,
+                truncation_side=truncation_side,
+            )
+
+    def _encode_batch_locked(
+        self,
+        batch: list[str],
+        pairs: list[str] | None,
+        *,
+        add_special_tokens: bool,
+        truncate_to: int | None,
+        truncation_side: str,
+    ) -> list[tokenizers.Encoding]:
         backend = self.backend
         if truncate_to is not None:
             added = (
@@ -854,6 +880,16 @@ class Tokenizer:
         atomic_write_json(written[1], config)
         atomic_write_json(written[2], self.special_tokens_map)
         return written
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Picklable (for DataLoader workers): everything but the lock, which is per process.
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         model = type(self.backend.model).__name__
