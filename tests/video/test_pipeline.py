@@ -149,3 +149,27 @@ def test_a_short_clip_with_a_camera_that_stands_still(tmp_path):
     assert len(frames) == 12
     scores = [psnr(o, t.clean, t.mask) for o, t in zip(frames, still.truth, strict=True)]
     assert np.mean(scores) > 25, scores
+
+
+def test_memory_holds_a_window_of_frames_not_the_clip(clip, tmp_path):
+    config = RemovalConfig(context=3, background_gap=4, smooth=1)
+    result = remove_object(clip.path, tmp_path / "out.avi", clip.truth[0].box, config=config)
+    assert result.frames == FRAMES
+    # Segmentation looks 4 ahead, smoothing 1 more, inpainting 3 either way: 13 frames at most.
+    assert result.peak_frames_held <= 4 + 1 + 2 * 3 + 2 < FRAMES
+
+
+def test_image_folders_in_and_out_keep_every_frame_and_the_rate(clip, tmp_path):
+    from septet.video.video_io import VideoWriter
+
+    frames_in = tmp_path / "frames"
+    with VideoWriter(frames_in, WIDTH, HEIGHT, Fraction(30000, 1001)) as writer:
+        for truth in clip.truth[:8]:
+            writer.write(truth.frame)
+    result = remove_object(frames_in, tmp_path / "out", clip.truth[0].box)
+    assert result.codec == "png-images" and result.frames == 8
+    assert probe(tmp_path / "out").fps == Fraction(30000, 1001)
+    for out, truth in zip(read_frames(tmp_path / "out"), clip.truth, strict=False):
+        far = ~dilate_mask(truth.mask, 4 * result.dilate)  # well away from the object
+        assert np.array_equal(out[far], truth.frame[far])
+        assert not np.array_equal(out[truth.mask], truth.frame[truth.mask])

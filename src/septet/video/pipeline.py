@@ -99,6 +99,7 @@ class RemovalResult:
     tracked_boxes: list[Box] = field(default_factory=list)  # the tracker's boxes (box mode)
     object_boxes: list[Box | None] = field(default_factory=list)  # tight boxes of the masks
     seconds: float = 0.0
+    peak_frames_held: int = 0  # bounded by the window (context, background_gap, smooth)
 
     @property
     def frames_per_second(self) -> float:
@@ -215,6 +216,7 @@ def remove_object(
         tracked,
         window.object_boxes,
         time.perf_counter() - started,
+        window.peak_frames_held,
     )
 
 
@@ -237,6 +239,7 @@ class _RemovalWindow:
         self.masks: dict[int, np.ndarray] = {}  # full size, smoothed
         self.holes: dict[int, np.ndarray] = {}  # full size, dilated
         self.object_boxes: list[Box | None] = []
+        self.peak_frames_held = 0  # the most full-size frames in memory at once
         self.cuts: set[int] = set()  # i is here when frames i-1 and i are from different shots
         self.next_segment = self.next_smooth = self.next_out = 0
 
@@ -247,6 +250,7 @@ class _RemovalWindow:
             if frame.shape[:2] != (self.height, self.width):
                 raise InputError(f"frame {last} changes size; every frame must have one size")
             self.full[last] = frame
+            self.peak_frames_held = max(self.peak_frames_held, len(self.full))
             if self.given_masks is None:
                 self.small[last] = resize_by(frame, self.scale)
                 if last > 0 and is_scene_cut(_grey(self.small[last - 1]), _grey(self.small[last])):
