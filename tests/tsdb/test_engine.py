@@ -188,3 +188,19 @@ def test_memory_mode_flushes_into_memory_segments():
     con.flush()
     con.execute(f"INSERT INTO d1 VALUES ({NOW_MS + 1000}, 2.0, 2)")
     assert rows(con, "SELECT sum(v) FROM m") == [(3.0,)]
+
+
+def test_block_statistics_are_not_used_for_blocks_a_wide_memtable_chunk_overlaps(tmp_path):
+    engine = Engine(tmp_path)
+    engine.create_database("db", DatabaseOptions(block_rows=10), False)
+    engine.create_table("db", "t", [("ts", "TIMESTAMP"), ("v", "DOUBLE")], False)
+    uid = engine.dbs["db"].tables["t"].uid
+    ts = NOW_MS + np.arange(100) * 1000
+    engine.insert([(uid, pa.table({"ts": ts, "c1": np.ones(100)}))])
+    engine.flush()
+    # Two rows far apart replace values inside blocks 2 and 7: one chunk spans many blocks.
+    engine.insert([(uid, pa.table({"ts": [ts[25], ts[75]], "c1": [5.0, 7.0]}))])
+    rest, stats = engine.scan(uid, [1], None, None, stats_col=1)
+    total = sum(s[3] for s in stats) + sum(rest.column("c1").to_pylist())
+    assert total == 100 - 2 + 5 + 7
+    engine.close()

@@ -814,12 +814,15 @@ class Engine:
                 if mem is not None:
                     spans += [(lo, hi, None, -1) for lo, hi in mem.ranges]
                 spans.sort(key=lambda s: s[0])
+                reach = None  # the latest end among the spans before this one
                 for j, (lo, hi, name, i) in enumerate(spans):
+                    prev_reach = reach
+                    reach = hi if reach is None else max(reach, hi)
                     if name is None or (t0 is not None and lo < t0) or (t1 is not None and hi > t1):
                         continue
-                    prev_hi = spans[j - 1][1] if j else None
+                    # Sorted by start: a later span overlaps iff the next one starts in time.
                     next_lo = spans[j + 1][0] if j + 1 < len(spans) else None
-                    if (prev_hi is not None and prev_hi >= lo) or (
+                    if (prev_reach is not None and prev_reach >= lo) or (
                         next_lo is not None and next_lo <= hi
                     ):
                         continue
