@@ -151,3 +151,29 @@ def test_taxonomy_object_is_accepted(toy_train, toy_dev):
     classifier = small_cnn(epochs=2).set_params(hierarchy=taxonomy)
     classifier.fit(*toy_train, dev=toy_dev)
     assert "sport" in classifier.classes_
+
+
+def test_large_embedding_tables_train_with_a_lazy_sparse_adam(toy_train, toy_dev):
+    import torch
+
+    from septet.textclass.config import TrainSection
+    from septet.textclass.model import build_model
+    from septet.textclass.trainer import make_optimizers
+
+    model = build_model("FastText", 50, {"bigram_buckets": 2000}, [1, 1], [-1, -1])
+    dense, sparse = make_optimizers(model, TrainSection())
+    assert isinstance(dense, torch.optim.AdamW)
+    assert isinstance(sparse, torch.optim.SparseAdam)
+    assert [p.shape for g in sparse.param_groups for p in g["params"]] == [(2000, 128)]
+    assert model.encoder.bigrams.sparse and not model.encoder.embedding.sparse  # 50 rows: dense
+    classifier = TextClassifier(
+        "FastText",
+        encoder_params={"bigram_buckets": 2000},
+        epochs=8,
+        learning_rate=0.05,
+        batch_size=16,
+        min_token_count=1,
+        num_threads=1,
+    )
+    classifier.fit(*toy_train, dev=toy_dev)
+    assert classifier.evaluate(*toy_dev)["flat"]["micro_f1"] >= 0.95

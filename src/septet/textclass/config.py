@@ -107,6 +107,11 @@ class TrainSection:
         "linear", "learning-rate schedule after warm-up: linear, cosine or constant"
     )
     warmup_ratio: float = option(0.05, "fraction of all steps spent warming up linearly")
+    sparse_embeddings: bool = option(
+        True,
+        "large embedding tables (>= 1000 rows) get sparse gradients and a lazy Adam that "
+        "updates only the rows a batch used: much faster with big vocabularies",
+    )
     grad_clip: float = option(1.0, "clip the gradient norm to this (0 = off)")
     validation_fraction: float = option(
         0.1, "share of the training data held out as dev when no dev data is given (Python API)"

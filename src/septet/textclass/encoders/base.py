@@ -116,6 +116,9 @@ def encoder_class(name: str) -> type[TextEncoder]:
 
 def make_params(cls: type[TextEncoder], values: dict[str, Any], where: str = "params") -> Any:
     """The encoder's Params dataclass from a dict; unknown keys and wrong types name the key."""
+    from septet.textclass.config import check_value
+
+    values = dict(values)
     fields = {f.name: f for f in dataclasses.fields(cls.Params)}
     for key, value in values.items():
         if key not in fields:
@@ -123,27 +126,12 @@ def make_params(cls: type[TextEncoder], values: dict[str, Any], where: str = "pa
                 f"unknown key {where}.{key} for encoder {cls.registry_name}; "
                 f"its keys are: {', '.join(sorted(fields))}"
             )
-        _check_type(f"{where}.{key}", value, fields[key].default)
-    return cls.Params(**values)
-
-
-def _check_type(key: str, value: Any, default: Any) -> None:
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    elif isinstance(default, tuple | list):
-        ok = isinstance(value, list | tuple)
-    else:
-        ok = True
-    if not ok:
-        raise ConfigError(
-            f"{key} must be a {type(default).__name__} (like {default!r}), not {value!r}"
+        default = fields[key].default
+        # Tuple defaults (kernel sizes) take lists from JSON/TOML.
+        values[key] = check_value(
+            f"{where}.{key}", value, list(default) if isinstance(default, tuple) else default
         )
+    return cls.Params(**values)
 
 
 def create_encoder(name: str, vocab_size: int, **params: Any) -> TextEncoder:
