@@ -112,7 +112,22 @@ class Frame:
     def filter(self, mask: np.ndarray) -> Frame:
         if mask.all():
             return self
-        return self.take(np.flatnonzero(mask))
+        # Arrow filters chunk by chunk (a take on chunked columns would concatenate them).
+        pmask = pa.array(mask)
+        cols = {
+            k: (v[mask] if isinstance(v, np.ndarray) else v.filter(pmask))
+            for k, v in self.columns.items()
+        }
+        lazy = {
+            k: (lambda k=k: _filtered(self.get(k), mask, pmask))
+            for k in self.lazy
+            if k not in self.columns
+        }
+        return Frame(cols, int(mask.sum()), lazy)
+
+
+def _filtered(col: Any, mask: np.ndarray, pmask: pa.Array) -> Any:
+    return col[mask] if isinstance(col, np.ndarray) else col.filter(pmask)
 
 
 def _take(col: Any, idx: pa.Array, indices: np.ndarray) -> Any:

@@ -599,16 +599,15 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
     sources += [q.having] if q.having is not None else []
     for e in sources:
         for x in _top_aggregates(e):
-            if x in calls:
-                continue
-            name = f"__agg{len(calls)}"
-            calls[x] = name
-            values, sel = _compute(
-                x, frame, sorted_rows, groups, ctx, empty_all, need_rows, identity
-            )
-            out[name] = values
-            if sel is not None and x.name in SELECTORS:
-                selector_rows.append(sel)
+            if x not in calls:
+                calls[x] = f"__agg{len(calls)}"
+    computed = [
+        _compute(x, frame, sorted_rows, groups, ctx, empty_all, need_rows, identity) for x in calls
+    ]
+    for x, (values, sel) in zip(calls, computed, strict=True):
+        out[calls[x]] = values
+        if sel is not None and x.name in SELECTORS:
+            selector_rows.append(sel)
     n_sel = len({c for c in calls if c.name in SELECTORS})
     pick = sorted_rows[selector_rows[0]] if n_sel == 1 and selector_rows and not empty_all else rep
     result = Frame(out, len(starts))
