@@ -204,29 +204,33 @@ def load_pretrained(
             report.mismatched.append(
                 f"{key}: file {tuple(value.shape)} vs model {tuple(target.shape)}"
             )
+    mismatched_keys = {m.split(":", 1)[0] for m in report.mismatched}
     for key in own:
-        if key in to_load:
+        if key in to_load or key in mismatched_keys:
             continue
         if key.endswith("num_batches_tracked"):
             continue  # a counter, absent from checkpoints written before PyTorch 0.4.1
         (report.missing_encoder if is_encoder_key(key) else report.missing_head).append(key)
     report.loaded = sorted(to_load)
-    encoder_keys = [k for k in own if is_encoder_key(k) and not k.endswith("num_batches_tracked")]
-    loaded_encoder = [k for k in to_load if is_encoder_key(k)]
+    counted = [k for k in own if is_encoder_key(k) and not k.endswith("num_batches_tracked")]
+    loaded_encoder = [k for k in counted if k in to_load]
     if not loaded_encoder:
         raise CheckpointError(
             f"{label} matches nothing in a {_describe_model(model)}: it looks like "
             f"{describe_resnet(set(state))}; pass a MedicalNet, MONAI or septet ResNet checkpoint"
         )
-    if strict_encoder and (
-        report.missing_encoder or any(is_encoder_key(m) for m in report.mismatched)
-    ):
-        problems = (
-            report.missing_encoder[:3] + [m for m in report.mismatched if is_encoder_key(m)][:3]
-        )
+    wrong_shape = [m for m in report.mismatched if is_encoder_key(m)]
+    if strict_encoder and (report.missing_encoder or wrong_shape):
+        problems = []
+        if report.missing_encoder:
+            problems.append(
+                f"{len(report.missing_encoder)} missing, e.g. {report.missing_encoder[0]}"
+            )
+        if wrong_shape:
+            problems.append(f"{len(wrong_shape)} with other shapes, e.g. {wrong_shape[0]}")
         raise CheckpointError(
-            f"{label} fills only {len(loaded_encoder)} of {len(encoder_keys)} encoder tensors of a "
-            f"{_describe_model(model)} (e.g. {'; '.join(problems)}); the file looks like "
+            f"{label} fills only {len(loaded_encoder)} of {len(counted)} encoder tensors of a "
+            f"{_describe_model(model)} ({'; '.join(problems)}); the file looks like "
             f"{describe_resnet(set(state))}. Create the model with the matching depth, or pass "
             "strict_encoder=False to load what fits"
         )
