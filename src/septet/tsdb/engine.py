@@ -709,29 +709,6 @@ class Engine:
         return 0 if merged is None else merged.num_rows
 
     # ----------------------------------------------------------------- reads
-    def _block_ts(self, name: str, uid: int, i: int) -> np.ndarray:
-        key = (name, uid, i, TS)
-        hit = self.cache.lookup(key)
-        if hit is None:
-            reader = self.readers[name]
-            hit = reader.read_ts(reader.tables[uid][i])
-            self.cache.put(key, hit, hit.nbytes)
-        return hit
-
-    def _block_col(self, name: str, uid: int, i: int, col: Column, db: Database) -> pa.Array:
-        key = (name, uid, i, col.id)
-        hit = self.cache.lookup(key)
-        if hit is None:
-            reader = self.readers[name]
-            hit = reader.read_column(
-                reader.tables[uid][i],
-                col.id,
-                arrow_type(col.type, db.options.precision),
-                db.options.compression,
-            )
-            self.cache.put(key, hit, hit.nbytes)
-        return hit
-
     def _read_segment_rows(
         self,
         name: str,
@@ -748,12 +725,16 @@ class Engine:
         db = self.dbs[self.uid_db[uid]]
         cols = {c.id: c for c in db.columns_of(self._table_by_uid(uid))}
         columns: list[list[Any]] = [[] for _ in range(len(col_ids) + 1)]
+        cache = self.cache.table(name, uid)
         for i, b in enumerate(blocks):
             if (t0 is not None and b.t1 < t0) or (t1 is not None and b.t0 > t1):
                 continue
             if skip is not None and i in skip:
                 continue
-            ts = self._block_ts(name, uid, i)
+            ts = cache.get((i, TS))
+            if ts is None:
+                ts = cache[(i, TS)] = reader.read_ts(b)
+                self.cache.added(name, uid, ts.nbytes)
             lo = 0 if t0 is None or b.t0 >= t0 else int(np.searchsorted(ts, t0, "left"))
             hi = ts.size if t1 is None or b.t1 <= t1 else int(np.searchsorted(ts, t1, "right"))
             if hi <= lo:
@@ -761,7 +742,16 @@ class Engine:
             whole = lo == 0 and hi == ts.size
             columns[0].append(ts if whole else ts[lo:hi])
             for j, cid in enumerate(col_ids):
-                arr = self._block_col(name, uid, i, cols[cid], db)
+                arr = cache.get((i, cid))
+                if arr is None:
+                    col = cols[cid]
+                    arr = cache[(i, cid)] = reader.read_column(
+                        b,
+                        cid,
+                        arrow_type(col.type, db.options.precision),
+                        db.options.compression,
+                    )
+                    self.cache.added(name, uid, arr.nbytes)
                 columns[j + 1].append(arr if whole else arr.slice(lo, hi - lo))
         if not columns[0]:
             return None

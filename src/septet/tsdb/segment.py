@@ -224,33 +224,43 @@ class SegmentReader:
 
 
 class BlockCache:
-    """LRU cache of decoded column blocks, bounded in bytes (LevelDB's block cache)."""
+    """LRU cache of decoded column blocks, bounded in bytes (LevelDB's block cache).
+
+    Entries are per (segment, table): one LRU step per table read, not one per block and
+    column; a table's decoded blocks are evicted together.
+    """
 
     def __init__(self, capacity_bytes: int = 512 << 20):
         self.capacity = capacity_bytes
         self.used = 0
-        self._items: OrderedDict[tuple, Any] = OrderedDict()
+        self._tables: OrderedDict[tuple[str, int], dict] = OrderedDict()
+        self._sizes: dict[tuple[str, int], int] = {}
 
-    def get(self, key: tuple) -> Any:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
+    def table(self, segment: str, uid: int) -> dict:
+        """The decoded blocks of one table in one segment, keyed by (block, column)."""
+        key = (segment, uid)
+        entry = self._tables.get(key)
+        if entry is None:
+            entry = self._tables[key] = {}
+            self._sizes[key] = 0
+        else:
+            self._tables.move_to_end(key)
+        return entry
 
-    def put(self, key: tuple, value: Any, nbytes: int) -> None:
-        if nbytes > self.capacity:
-            return
-        self._items[key] = (value, nbytes)
+    def added(self, segment: str, uid: int, nbytes: int) -> None:
+        """Account for a block just stored in ``table(segment, uid)``; evict old tables."""
+        key = (segment, uid)
+        self._sizes[key] = self._sizes.get(key, 0) + nbytes
         self.used += nbytes
-        while self.used > self.capacity:
-            _, (_, size) = self._items.popitem(last=False)
-            self.used -= size
-
-    def lookup(self, key: tuple) -> Any:
-        hit = self.get(key)
-        return None if hit is None else hit[0]
+        while self.used > self.capacity and len(self._tables) > 1:
+            old, _ = next(iter(self._tables.items()))
+            if old == key:
+                self._tables.move_to_end(key)
+                continue
+            self._tables.pop(old)
+            self.used -= self._sizes.pop(old)
 
     def evict_segment(self, segment: str) -> None:
-        for key in [k for k in self._items if k[0] == segment]:
-            _, size = self._items.pop(key)
-            self.used -= size
+        for key in [k for k in self._tables if k[0] == segment]:
+            self._tables.pop(key)
+            self.used -= self._sizes.pop(key)
