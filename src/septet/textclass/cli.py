@@ -43,8 +43,9 @@ def evaluate(
     from septet.textclass.runner import evaluate_from_config
 
     metrics = evaluate_from_config(config, split)
-    _print_scores(f"{split} (all levels)", metrics["flat"])
-    for level, scores in metrics.get("levels", {}).items():
+    levels = metrics.get("levels", {})
+    _print_scores(f"{split} (all levels)" if levels else split, metrics["flat"])
+    for level, scores in levels.items():
         _print_scores(f"{split} level {level}", scores)
 
 
