@@ -21,7 +21,18 @@ app = typer.Typer(
     help="Transformer models (BERT, RoBERTa, DistilBERT, GPT-2, Llama) on published weights.",
 )
 
-MODEL_HELP = "A model folder, a weight file (.gguf, .bin, .safetensors) or a cached Hub name."
+MODEL_HELP = (
+    "A model folder, a weight file (.gguf, .bin, .safetensors), a cached Hub name, or a "
+    "bundled model: 'minilm' (all-MiniLM-L6-v2) or 'smollm2' (SmolLM2-135M-Instruct GGUF)."
+)
+
+
+def _model_path(name: str) -> str:
+    """A model argument with the bundled models' short names resolved to their paths."""
+    from septet.transformers.bundled import minilm_path, smollm2_gguf_path
+
+    bundled = {"minilm": minilm_path, "smollm2": smollm2_gguf_path}
+    return str(bundled[name]()) if name in bundled else name
 
 
 def _texts(texts: list[str] | None, file: Path | None) -> list[str]:
@@ -69,12 +80,11 @@ def embed(
 ) -> None:
     """Sentence embeddings (mean pooling + normalisation, as sentence-transformers does)."""
     from septet.common.atomic import atomic_write, atomic_write_text
-    from septet.transformers.bundled import minilm_path
     from septet.transformers.embeddings import SentenceEmbedder
 
     _limit_threads(threads)
     items = _texts(texts, file)
-    embedder = SentenceEmbedder.from_pretrained(model or minilm_path())
+    embedder = SentenceEmbedder.from_pretrained(_model_path(model or "minilm"))
     if query is not None:
         vectors = embedder.encode([query, *items], batch_size=batch_size, normalize=True)
         scores = (vectors[1:] @ vectors[0]).tolist()
@@ -122,12 +132,11 @@ def generate(
 ) -> None:
     """Continue a prompt with a decoder model (greedy unless --temperature > 0)."""
     from septet.transformers.auto import AutoModelForCausalLM
-    from septet.transformers.bundled import smollm2_gguf_path
     from septet.transformers.generation import GenerationConfig, generate_text, stream_text
     from septet.transformers.tokenizer import Tokenizer
 
     _limit_threads(threads)
-    source = model or str(smollm2_gguf_path())
+    source = _model_path(model or "smollm2")
     tokenizer = Tokenizer.from_pretrained(source)
     decoder = AutoModelForCausalLM.from_pretrained(source)
     text = prompt
@@ -166,6 +175,7 @@ def fill_mask(
     from septet.transformers.fill_mask import fill_mask as predict
     from septet.transformers.tokenizer import Tokenizer
 
+    model = _model_path(model)
     tokenizer = Tokenizer.from_pretrained(model)
     masked_lm = AutoModelForMaskedLM.from_pretrained(model)
     for row in predict(masked_lm, tokenizer, text, top_k):
@@ -232,7 +242,9 @@ def finetune(
             raise InputError(f"{config_file} must hold a JSON object")
     training = dict(settings.pop("training", {}) or {})
     optimizer = dict(training.pop("optimizer", {}) or {})
-    settings.update(model=model, train_file=str(train), output_dir=str(output), resume=resume)
+    settings.update(
+        model=_model_path(model), train_file=str(train), output_dir=str(output), resume=resume
+    )
     for key, value in (
         ("eval_file", eval_file and str(eval_file)),
         ("batch_size", batch_size),
@@ -265,8 +277,9 @@ def finetune(
 
 @app.command()
 def convert(
-    source: Path = typer.Argument(
-        ..., help="A .gguf file, a pytorch_model.bin (or its folder), or a model folder."
+    source: str = typer.Argument(
+        ...,
+        help="A .gguf file, a pytorch_model.bin (or its folder), a model folder, or 'smollm2'.",
     ),
     output: Path = typer.Argument(..., help="The folder to write (safetensors + config.json)."),
     dtype: str = typer.Option("auto", help="auto (as stored), float32, float16 or bfloat16."),
@@ -274,5 +287,5 @@ def convert(
     """Convert a checkpoint to a safetensors model folder that septet and HF both load."""
     from septet.transformers.convert import convert_checkpoint
 
-    written = convert_checkpoint(source, output, dtype=dtype)
+    written = convert_checkpoint(_model_path(source), output, dtype=dtype)
     typer.echo(f"wrote {', '.join(p.name for p in written)} to {output}")
