@@ -54,6 +54,11 @@ def test_conditional_keys_are_accepted_when_used():
     assert config.loss.focal_gamma == 1.0 and config.eval.top_k == 2
 
 
+def test_multi_class_defaults_to_softmax_and_argmax():
+    config = config_from_dict({"task": {"multi_label": False}})
+    assert (config.loss.name, config.eval.decoding) == ("softmax_ce", "argmax")
+
+
 def test_toml_and_json_read_the_same(tmp_path):
     (tmp_path / "c.toml").write_text(
         '[model]\nencoder = "TextCNN"\n[model.params]\nnum_filters = 8\n'

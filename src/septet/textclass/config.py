@@ -26,8 +26,8 @@ def option(default: Any, doc: str) -> Any:
 class TaskSection:
     multi_label: bool = option(
         True,
-        "true: each document has any number of labels (sigmoid "
-        "outputs); false: exactly one label (multi-class)",
+        "true: each document has any number of labels (sigmoid outputs); false: exactly one "
+        "label (multi-class; loss.name and eval.decoding then default to softmax_ce, argmax)",
     )
     hierarchical: bool = option(
         False,
@@ -249,6 +249,12 @@ def config_from_dict(data: dict[str, Any], base_dir: Path = Path(".")) -> Config
             raise ConfigError(f"[{name}] must be a table of keys, not {values!r}")
         sections[name] = make_section(name, values)
     config = Config(**sections, base_dir=base_dir)
+    if not config.task.multi_label:
+        # A multi-class task's natural loss and decoding, unless the file names others.
+        if "name" not in data.get("loss", {}):
+            config.loss.name = "softmax_ce"
+        if "decoding" not in data.get("eval", {}):
+            config.eval.decoding = "argmax"
     reject_unused(config, data)
     validate(config)
     return config
