@@ -40,7 +40,7 @@ def tensorflow_from_source(fn: Callable[..., Any], source: str) -> Callable[...,
     def bridged(*args: Any, **kwargs: Any) -> Any:
         # numpy arrays are TensorFlow inputs too, as for any TensorFlow op
         leaves, spec = flatten((args, kwargs), _is_tensorflow_input)
-        # Read variables here, outside the custom gradient: the read is then an ordinary op on
+        # Read variables here, before the crossing is recorded: the read is then an ordinary op on
         # the tape and gradients reach the variable.
         leaves = [tensorflow_value(x) for x in leaves]
 
