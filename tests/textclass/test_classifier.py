@@ -121,6 +121,8 @@ def test_time_cap_stops_training(toy_train, toy_dev):
     capped = small_cnn(epochs=50, max_seconds=1e-9).fit(*toy_train, dev=toy_dev)
     assert capped.training_["stopped_because"].startswith("time limit")
     assert len(capped.training_["history"]) == 1
+    cpu_capped = small_cnn(epochs=50, max_cpu_seconds=1e-9).fit(*toy_train, dev=toy_dev)
+    assert cpu_capped.training_["stopped_because"].startswith("CPU time limit")
 
 
 def test_multi_class_with_softmax(toy_train, toy_dev):

@@ -217,6 +217,7 @@ class TextClassifier:
             "history": result.history,
             "documents_per_second": result.documents_per_second,
             "stopped_because": result.stopped_because,
+            "cpu_seconds": result.cpu_seconds,
             "train_documents": len(documents),
             "dev_documents": len(dev_documents),
         }

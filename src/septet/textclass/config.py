@@ -122,6 +122,11 @@ class TrainSection:
     max_seconds: float = option(
         0.0, "stop training after this wall time (0 = no limit); the best checkpoint so far is kept"
     )
+    max_cpu_seconds: float = option(
+        0.0,
+        "stop training after this much CPU time of this process (0 = no limit): a budget "
+        "that, unlike max_seconds, does not shrink when other jobs share the machine",
+    )
     seed: int = option(
         42, "seed of every random generator: same seed, same data, same metrics on CPU"
     )

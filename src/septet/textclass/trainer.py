@@ -37,6 +37,7 @@ class TrainingResult:
     history: list[dict] = field(default_factory=list)
     documents_per_second: float = 0.0
     stopped_because: str = "epochs"
+    cpu_seconds: float = 0.0
 
 
 def training_batches(lengths: np.ndarray, batch_size: int, seed: int) -> list[np.ndarray]:
@@ -195,18 +196,26 @@ def train_model(
         start_epoch, stale = int(state["epoch"]) + 1, int(state["stale"])
         result.best_state, result.best_epoch = state["best_state"], int(state["best_epoch"])
         result.best_score, result.history = float(state["best_score"]), list(state["history"])
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
+
+    def out_of_budget() -> str | None:
+        if options.max_seconds and time.perf_counter() - started >= options.max_seconds:
+            return f"time limit ({options.max_seconds:g} s)"
+        if options.max_cpu_seconds and time.process_time() - cpu_started >= options.max_cpu_seconds:
+            return f"CPU time limit ({options.max_cpu_seconds:g} s)"
+        return None
+
     trained_docs, train_seconds = 0, 0.0
     with progress_bar(total_steps, "training") as bar:
         bar.advance(start_epoch * steps_per_epoch)
         for epoch in range(start_epoch, options.epochs):
             model.train()
             batches = training_batches(lengths, options.batch_size, options.seed + epoch)
-            epoch_loss, epoch_start, seen, out_of_time = 0.0, time.perf_counter(), 0, False
+            epoch_loss, epoch_start, seen, limit = 0.0, time.perf_counter(), 0, None
             for batch in batches:
-                if options.max_seconds and time.perf_counter() - started >= options.max_seconds:
-                    out_of_time = True  # the cap may cut an epoch short; dev decides as usual
-                    break
+                limit = out_of_budget()
+                if limit:
+                    break  # a cap may cut an epoch short; dev decides as usual
                 ids, mask = pad_batch([train_sequences[i] for i in batch])
                 targets = targets_all[batch].to(device)
                 loss = model.loss(ids.to(device), mask.to(device), targets, loss_fn)
@@ -267,12 +276,10 @@ def train_model(
             if options.early_stopping and stale >= options.early_stopping:
                 result.stopped_because = f"early stopping after epoch {epoch + 1}"
                 break
-            if out_of_time or (
-                options.max_seconds and time.perf_counter() - started >= options.max_seconds
-            ):
-                result.stopped_because = (
-                    f"time limit ({options.max_seconds:g} s) in epoch {epoch + 1}"
-                )
+            limit = limit or out_of_budget()
+            if limit:
+                result.stopped_because = f"{limit} in epoch {epoch + 1}"
                 break
     result.documents_per_second = trained_docs / train_seconds if train_seconds else 0.0
+    result.cpu_seconds = time.process_time() - cpu_started
     return result
