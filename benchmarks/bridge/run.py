@@ -91,23 +91,31 @@ def block(result: Any) -> None:
 
 
 def seconds(
-    cases: list[tuple[Callable[[Any], Any], Any]], *, repeat: int, number: int
-) -> list[float]:
+    cases: list[tuple[Callable[[Any], Any], Any]], *, repeat: int, number: int, cpu: bool = False
+) -> list[float] | list[tuple[float, float]]:
     """For each ``(fn, x)``: the median over ``repeat`` rounds of the mean time of ``number``
-    calls ``fn(x)``. The cases take turns within each round, so a burst of load from other
-    processes lands on all of them alike and their ratios stay meaningful."""
+    calls ``fn(x)`` (with ``cpu``: a pair, wall time and this process's CPU time). The cases take
+    turns within each round, so a burst of load from other processes lands on all of them alike
+    and their ratios stay meaningful. CPU time leaves out the time spent waiting for a core,
+    which on a shared machine is most of the wall time of a small call."""
     for fn, x in cases:
         block(fn(x))  # warm up: tracing, caches, allocator
-    rounds: list[list[float]] = [[] for _ in cases]
+    walls: list[list[float]] = [[] for _ in cases]
+    cpus: list[list[float]] = [[] for _ in cases]
     for _ in range(repeat):
-        for times, (fn, x) in zip(rounds, cases, strict=True):
+        for wall, cpu_times, (fn, x) in zip(walls, cpus, cases, strict=True):
             gc.disable()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(number):
                 block(fn(x))
-            times.append((time.perf_counter() - start) / number)
+            wall.append((time.perf_counter() - start) / number)
+            cpu_times.append((time.process_time() - start_cpu) / number)
             gc.enable()
-    return [statistics.median(times) for times in rounds]
+    if cpu:
+        return [
+            (statistics.median(w), statistics.median(c)) for w, c in zip(walls, cpus, strict=True)
+        ]
+    return [statistics.median(w) for w in walls]
 
 
 # --- the numpy-copy path (tfpyth's) ---------------------------------------------------------
@@ -149,16 +157,17 @@ def overhead_rows(quick: bool) -> list[dict[str, Any]]:
     for source, target in DIRECTIONS:
         bridged = wrap(double, source=source, target=target)
         xs, xt = make(source, 16), make(target, 16)
-        native_fwd, bridged_fwd = seconds(
-            [(double, xs), (bridged, xt)], repeat=repeat, number=number
+        (native_fwd, native_fwd_cpu), (bridged_fwd, bridged_fwd_cpu) = seconds(
+            [(double, xs), (bridged, xt)], repeat=repeat, number=number, cpu=True
         )
-        native_fb, bridged_fb = seconds(
+        (native_fb, native_fb_cpu), (bridged_fb, bridged_fb_cpu) = seconds(
             [
                 (fwd_bwd(source, double, ones(source, 16)), xs),
                 (fwd_bwd(target, bridged, ones(target, 16)), xt),
             ],
             repeat=repeat,
             number=number // 2,
+            cpu=True,
         )
         rows.append(
             {
@@ -166,9 +175,11 @@ def overhead_rows(quick: bool) -> list[dict[str, Any]]:
                 "native fwd µs": native_fwd * 1e6,
                 "bridged fwd µs": bridged_fwd * 1e6,
                 "overhead fwd µs": (bridged_fwd - native_fwd) * 1e6,
+                "overhead fwd CPU µs": (bridged_fwd_cpu - native_fwd_cpu) * 1e6,
                 "native fwd+bwd µs": native_fb * 1e6,
                 "bridged fwd+bwd µs": bridged_fb * 1e6,
                 "overhead fwd+bwd µs": (bridged_fb - native_fb) * 1e6,
+                "overhead fwd+bwd CPU µs": (bridged_fb_cpu - native_fb_cpu) * 1e6,
             }
         )
         print(rows[-1], flush=True)
@@ -232,17 +243,21 @@ def main() -> None:
     largest = [r for r in sizes_table if r["MB"] == max(sizes)]
     notes = (
         "Overhead = bridged call minus the same function called natively in the source "
-        "framework (16 float32 values). Crossing = bridged forward+backward minus native "
-        "forward+backward of y = 2x; the numpy-copy path replaces each DLPack hand-over by "
-        "`.numpy()` and a new tensor built from it (tfpyth's way). The crossing ratio divides "
-        "the numpy-copy crossing by the DLPack crossing; a crossing is floored at that direction's "
-        "small-tensor forward+backward overhead, since below it the difference is timing "
-        "noise. CPU only (no GPU on this machine); the CPU is shared with other jobs, so "
-        "absolute times are noisy; cases are interleaved round by round so ratios hold better.\n"
+        "framework (16 float32 values), in wall time and in this process's CPU time (the wall "
+        "time includes waiting for a core on this shared machine). Crossing = bridged "
+        "forward+backward minus native forward+backward of y = 2x; the numpy-copy path "
+        "replaces each DLPack hand-over by `.numpy()` and a new tensor built from it (tfpyth's "
+        "way). The crossing ratio divides the numpy-copy crossing by the DLPack crossing; a "
+        "crossing is floored at that direction's small-tensor forward+backward overhead, since "
+        "below it the difference is timing noise. CPU only (no GPU on this machine); the CPU "
+        "is shared with other jobs, so absolute times are noisy; cases are interleaved round "
+        "by round so ratios hold better.\n"
     )
     summary = {
         "max_overhead_fwd_us": max(r["overhead fwd µs"] for r in overheads),
         "max_overhead_fwd_bwd_us": max(r["overhead fwd+bwd µs"] for r in overheads),
+        "max_overhead_fwd_cpu_us": max(r["overhead fwd CPU µs"] for r in overheads),
+        "max_overhead_fwd_bwd_cpu_us": max(r["overhead fwd+bwd CPU µs"] for r in overheads),
         "min_crossing_ratio_at_largest": min(r["crossing ratio"] for r in largest),
         "largest_mb": max(sizes),
         "load_average_1min_at_end": os.getloadavg()[0],
