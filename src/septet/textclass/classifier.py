@@ -206,8 +206,11 @@ class TextClassifier:
         if self.multi_label and evaluation.decoding != "argmax" and evaluation.tune_thresholds:
             from septet.textclass.decoding import tune_thresholds
 
+            dev_probabilities = result.best_dev_probabilities
+            if dev_probabilities is None:  # resumed after the best epoch: compute them again
+                dev_probabilities = self._probabilities(dev_ids)
             self.thresholds = tune_thresholds(
-                self._probabilities(dev_ids),
+                dev_probabilities,
                 dev_targets,
                 min_support=evaluation.threshold_min_support,
             )

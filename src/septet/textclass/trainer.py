@@ -38,6 +38,7 @@ class TrainingResult:
     documents_per_second: float = 0.0
     stopped_because: str = "epochs"
     cpu_seconds: float = 0.0
+    best_dev_probabilities: np.ndarray | None = None  # for tuning thresholds without a rerun
 
 
 def training_batches(lengths: np.ndarray, batch_size: int, seed: int) -> list[np.ndarray]:
@@ -252,6 +253,7 @@ def train_model(
             if score > result.best_score:
                 result.best_score, result.best_epoch, stale = score, epoch + 1, 0
                 result.best_state = copy.deepcopy(model.state_dict())
+                result.best_dev_probabilities = probabilities
             else:
                 stale += 1
             if checkpoint is not None:
