@@ -93,3 +93,46 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, model_dir):
     assert err.startswith("error: ") and "NIfTI" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, "med3d", "weights", str(tmp_path / "missing.pth"))
     assert code == 2 and "does not exist" in err
+
+
+def test_class_index_list_file_trains_a_classifier(capsys, tmp_path):
+    # MedicalNet-style list file whose second field is a class index.
+    from septet.med3d.phantoms import make_phantom
+
+    lines = []
+    for seed in range(4):
+        image, _ = make_phantom((16, 16, 16), seed=seed, num_lesions=seed % 2)
+        nib.Nifti1Image(image, np.eye(4)).to_filename(tmp_path / f"v{seed}.nii.gz")
+        lines.append(f"v{seed}.nii.gz {seed % 2}")
+    (tmp_path / "classes.txt").write_text("\n".join(lines) + "\n")
+    code, out, err = run(
+        capsys,
+        "med3d",
+        "train",
+        str(tmp_path / "classes.txt"),
+        "--out",
+        str(tmp_path / "clf"),
+        "--num-classes",
+        "2",
+        "--patch",
+        "16",
+        "--epochs",
+        "1",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+    )
+    assert code == 0, err
+    assert json.loads((tmp_path / "clf" / "config.json").read_text())["task"] == "classification"
+    code, out, err = run(
+        capsys, "med3d", "predict", str(tmp_path / "clf"), str(tmp_path / "v1.nii.gz")
+    )
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["class"] in (0, 1) and sum(answer["probabilities"]) == pytest.approx(1, abs=1e-3)
+    code, out, err = run(
+        capsys, "med3d", "eval", str(tmp_path / "clf"), str(tmp_path / "classes.txt")
+    )
+    assert code == 0, err
+    assert out.strip().splitlines()[-1].startswith("accuracy ")

@@ -147,3 +147,41 @@ def test_multi_dataset_pretraining_feeds_fine_tuning(tmp_path, phantom_sample):
     assert fine.load_report.missing_encoder == []
     assert any(k.startswith("heads.") for k in fine.load_report.unexpected)
     assert torch.equal(fine.layer1[0].conv1.weight, model.layer1[0].conv1.weight)
+
+
+def test_classification_fine_tuning_tells_lesion_from_no_lesion(phantom_sample):
+    from septet.med3d.training import ClassificationTask, classify
+
+    def case(seed, has_lesion):
+        sample = phantom_sample(
+            (16, 16, 16), seed=seed, num_lesions=int(has_lesion), radius=(4.0, 6.0), noise=0.2
+        )
+        return {**sample, "class": int(has_lesion)}
+
+    train = [case(s, s % 2 == 1) for s in range(8)]
+    held_out = [case(s, s % 2 == 1) for s in range(20, 26)]
+    config = TrainConfig(
+        **{**TINY, "batch_size": 4},
+        epochs=1,
+        steps_per_epoch=25,
+        lr=1e-3,
+        schedule="cosine",
+        jitter=0.0,
+    )
+    torch.manual_seed(0)
+    model = create_model("resnet10", task="classification", num_classes=2)
+    Trainer(model, [ClassificationTask("lesion?", train, 2)], config).fit()
+    probabilities = [classify(model, s["image"], (16, 16, 16)) for s in held_out]
+    assert all(p.shape == (2,) and abs(p.sum() - 1) < 1e-5 for p in probabilities)
+    correct = sum(
+        int(p.argmax()) == s["class"] for p, s in zip(probabilities, held_out, strict=True)
+    )
+    assert correct >= 5, probabilities
+
+
+def test_task_and_head_must_agree(tiny_task):
+    config = TrainConfig(**TINY)
+    with pytest.raises(ConfigError, match="task='segmentation'"):
+        Trainer(
+            create_model("resnet10", task="classification", num_classes=2), [tiny_task()], config
+        )

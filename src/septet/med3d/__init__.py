@@ -8,6 +8,7 @@ first use.
 from septet.common.lazy import lazy_exports
 
 __all__ = [
+    "ClassificationTask",
     "Compose",
     "LoadReport",
     "MultiHeadResNet3d",
@@ -25,6 +26,7 @@ __all__ = [
     "Trainer",
     "Volume",
     "WindowIntensityd",
+    "classify",
     "create_model",
     "dice_per_class",
     "evaluate_records",
@@ -45,12 +47,14 @@ __all__ = [
     "save_model",
     "sliding_window_inference",
     "train",
+    "train_classifier",
     "write_nifti",
 ]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "ClassificationTask": ".training",
         "Compose": ".transforms",
         "LoadReport": ".weights",
         "MultiHeadResNet3d": ".resnet",
@@ -70,6 +74,7 @@ __getattr__, __dir__ = lazy_exports(
         "WindowIntensityd": ".transforms",
         "create_model": ".registry",
         "dice_per_class": ".metrics",
+        "classify": ".training",
         "evaluate_records": ".inference",
         "find_cases": ".datasets",
         "hausdorff95": ".metrics",
@@ -88,6 +93,7 @@ __getattr__, __dir__ = lazy_exports(
         "save_model": ".weights",
         "sliding_window_inference": ".sliding_window",
         "train": ".training",
+        "train_classifier": ".training",
         "write_nifti": ".volume_io",
     },
 )

@@ -97,9 +97,11 @@ def train(
     device: str = DeviceOption,
     config_file: Path = ConfigOption,
 ) -> None:
-    """Fine-tune (or train from scratch) a segmentation ResNet."""
+    """Fine-tune (or train from scratch) a ResNet: segmentation for cases with label volumes,
+    classification for list files whose second field is a class index."""
     from septet.med3d.datasets import load_cases
     from septet.med3d.training import train as run_train
+    from septet.med3d.training import train_classifier
 
     config = _config(
         config_file,
@@ -120,11 +122,17 @@ def train(
             "device": device,
         },
     )
-    records = [r for r in load_cases(data) if "label" in r]
-    if not records:
-        raise ConfigError(f"{data} has no labelled cases to train on")
-    val = [r for r in load_cases(validation) if "label" in r] if validation else []
-    trained, result = run_train(records, config, validation=val, output=out, resume=resume)
+    cases = load_cases(data)
+    if cases and all("class" in r for r in cases):
+        trained, result = train_classifier(cases, config, output=out, resume=resume)
+    else:
+        records = [r for r in cases if "label" in r]
+        if not records:
+            raise ConfigError(
+                f"{data} has no labelled cases to train on (label volumes or class indices)"
+            )
+        val = [r for r in load_cases(validation) if "label" in r] if validation else []
+        trained, result = run_train(records, config, validation=val, output=out, resume=resume)
     if trained.load_report is not None:
         typer.echo(trained.load_report.summary())
     for row in result.history:
@@ -184,10 +192,13 @@ def pretrain(
 def predict(
     model_dir: Path = typer.Argument(..., help="A model folder written by train."),
     image: list[Path] = typer.Argument(..., help="The volume (several for multi-modal input)."),
-    out: Path = typer.Option(..., "--out", "-o", help="The mask to write (.nii or .nii.gz)."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="The mask to write (.nii or .nii.gz); segmentation only."
+    ),
     device: str = DeviceOption,
 ) -> None:
-    """Segment a volume; the mask keeps the input's affine and header."""
+    """Segment a volume (the mask keeps the input's affine and header), or, with a
+    classification model, print the class probabilities."""
     from septet.common.device import choose_device
     from septet.med3d.inference import predict_file
     from septet.med3d.weights import load_model
@@ -195,6 +206,24 @@ def predict(
     model = load_model(model_dir).to(choose_device(device))
     config = _model_config(model)
     sources = [str(p) for p in image]
+    if model.config.task == "classification":
+        from septet.med3d.training import classify
+        from septet.med3d.transforms import preprocessing
+
+        pipeline = preprocessing(config.spacing, ct_window=config.ct_window, with_label=False)
+        sample = pipeline({"image": sources if len(sources) > 1 else sources[0]})
+        probabilities = classify(model, sample["image"], config.patch_size)
+        typer.echo(
+            json.dumps(
+                {
+                    "class": int(probabilities.argmax()),
+                    "probabilities": [round(float(p), 4) for p in probabilities],
+                }
+            )
+        )
+        return
+    if out is None:
+        raise ConfigError("a segmentation model writes a mask: pass --out mask.nii.gz")
     predict_file(model, sources if len(sources) > 1 else sources[0], out, config)
     typer.echo(f"wrote {out}")
 
@@ -215,6 +244,9 @@ def evaluate(
     from septet.med3d.weights import load_model
 
     model = load_model(model_dir).to(choose_device(device))
+    if model.config.task == "classification":
+        _evaluate_classifier(model, load_cases(data), as_json)
+        return
     records = [r for r in load_cases(data) if "label" in r]
     if not records:
         raise ConfigError(f"{data} has no labelled cases to evaluate")
@@ -262,6 +294,29 @@ def models() -> None:
             built = create_model(name, task="features")
         count = sum(p.numel() for p in built.encoder_parameters())
         typer.echo(f"{name:<10} {count / 1e3:,.0f}k encoder parameters (1 input channel)")
+
+
+def _evaluate_classifier(model, records, as_json: bool) -> None:
+    from septet.med3d.training import classify
+    from septet.med3d.transforms import preprocessing
+
+    records = [r for r in records if "class" in r]
+    if not records:
+        raise ConfigError("a classification model needs cases with a class index to evaluate")
+    config = _model_config(model)
+    pipeline = preprocessing(config.spacing, ct_window=config.ct_window, with_label=False)
+    correct = 0
+    for record in records:
+        sample = pipeline({"image": record["image"]})
+        probabilities = classify(model, sample["image"], config.patch_size)
+        predicted = int(probabilities.argmax())
+        correct += predicted == record["class"]
+        row = {"case": record["case"], "class": record["class"], "predicted": predicted}
+        typer.echo(
+            json.dumps(row) if as_json else f"{row['case']}: {predicted} ({record['class']})"
+        )
+    if not as_json:
+        typer.echo(f"accuracy {correct / len(records):.3f} over {len(records)} cases")
 
 
 def _model_config(model):

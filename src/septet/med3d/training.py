@@ -34,7 +34,15 @@ from septet.common.progress import progress_bar
 from septet.errors import CheckpointError, ConfigError, NotFoundError
 from septet.med3d.config import TrainConfig
 from septet.med3d.resnet import ResNet3d, is_encoder_key
-from septet.med3d.transforms import Sample, augmentation, preprocessing, rng_for
+from septet.med3d.transforms import (
+    Compose,
+    RandFlipd,
+    RandIntensityJitterd,
+    Sample,
+    augmentation,
+    preprocessing,
+    rng_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,34 @@ class SegmentationTask:
                     f"dataset {self.name!r}: a label holds class {top} but num_classes is "
                     f"{self.num_classes}; labels must lie in 0…num_classes-1"
                 )
+
+
+@dataclass
+class ClassificationTask:
+    """Whole volumes with one class each (``sample["class"]``): the image is resized to the
+    patch size, as MedicalNet resizes its inputs, then flipped and jittered."""
+
+    name: str
+    samples: list[Sample]
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        if not self.samples:
+            raise ConfigError(f"dataset {self.name!r} has no samples")
+        for sample in self.samples:
+            value = sample.get("class")
+            if value is None or not 0 <= int(value) < self.num_classes:
+                raise ConfigError(
+                    f"dataset {self.name!r}: every sample needs a 'class' in 0…"
+                    f"{self.num_classes - 1}, got {value!r}"
+                )
+
+
+def resize_image(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Resize (C, X, Y, Z) to (C, *size) with trilinear interpolation."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
+    resized = F.interpolate(tensor, size=tuple(size), mode="trilinear", align_corners=False)
+    return resized[0].numpy()
 
 
 @dataclass
@@ -138,6 +174,12 @@ class Trainer:
             )
             if expected is None:
                 raise ConfigError(f"the model has no head for dataset {task.name!r}")
+            wanted = "classification" if isinstance(task, ClassificationTask) else "segmentation"
+            if not self.multi_head and model.config.task != wanted:
+                raise ConfigError(
+                    f"dataset {task.name!r} is a {wanted} task but the model has a "
+                    f"{model.config.task} head; create it with task={wanted!r}"
+                )
             if expected != task.num_classes:
                 raise ConfigError(
                     f"dataset {task.name!r} has {task.num_classes} classes but its head "
@@ -146,6 +188,10 @@ class Trainer:
         if pretrained_encoder is None:
             pretrained_encoder = config.pretrained is not None
         self.pretrained_encoder = pretrained_encoder
+        self.classify_augment = Compose(
+            ([RandFlipd(keys="image")] if config.flip else [])
+            + ([RandIntensityJitterd(config.jitter, config.jitter)] if config.jitter > 0 else [])
+        )
         self.augment = augmentation(
             config.patch_size,
             pos_fraction=config.pos_fraction,
@@ -170,7 +216,7 @@ class Trainer:
     def _end_epoch(self) -> None:
         """Record the finished epoch (mean loss, validation Dice) and move to the next."""
         record: dict[str, Any] = {"epoch": self.epoch, "loss": float(np.mean(self.epoch_losses))}
-        if self.validation and not self.multi_head:
+        if self.validation and not self.multi_head and self.model.config.task == "segmentation":
             from septet.med3d.inference import evaluate_samples
 
             scores = evaluate_samples(self.model, self.validation, self.config, hd95=False)
@@ -208,11 +254,16 @@ class Trainer:
         for module in self.model.encoder_modules():
             module.train(not frozen and self.model.training)
 
-    def batch(self, task: SegmentationTask, rng: np.random.Generator):
-        """``batch_size`` augmented patches of ``task`` drawn with ``rng``."""
+    def batch(self, task: SegmentationTask | ClassificationTask, rng: np.random.Generator):
+        """``batch_size`` augmented patches (or resized volumes) of ``task`` drawn with ``rng``."""
         images, labels = [], []
         for _ in range(self.config.batch_size):
             sample = task.samples[int(rng.integers(len(task.samples)))]
+            if isinstance(task, ClassificationTask):
+                whole = {"image": resize_image(sample["image"], self.config.patch_size)}
+                images.append(self.classify_augment(whole, rng)["image"])
+                labels.append(np.int64(sample["class"]))
+                continue
             patch = self.augment(sample, rng)
             images.append(patch["image"])
             labels.append(patch["label"])
@@ -248,7 +299,12 @@ class Trainer:
                 while not (stopping or epoch_done):
                     task = self.tasks[self.global_step % len(self.tasks)]
                     x, y = self.batch(task, rng_for(c.seed, self.epoch, self.step_in_epoch))
-                    loss = segmentation_loss(self.forward(x, task), y)
+                    output = self.forward(x, task)
+                    loss = (
+                        F.cross_entropy(output.float(), y)
+                        if isinstance(task, ClassificationTask)
+                        else segmentation_loss(output, y)
+                    )
                     if not torch.isfinite(loss):
                         raise ConfigError(
                             f"the loss became {loss.item()} at epoch {self.epoch} step "
@@ -388,3 +444,53 @@ def train(
     if output is not None:
         save_model(model, output, **model_extra(config))
     return model, result
+
+
+def train_classifier(
+    records: Sequence[dict[str, Any]],
+    config: TrainConfig,
+    *,
+    output: str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    samples: Sequence[Sample] | None = None,
+) -> tuple[ResNet3d, TrainResult]:
+    """Fine-tune (or train from scratch) a classification ResNet on records with a
+    ``"class"`` (MedicalNet list files with an integer second field); whole volumes are
+    resized to ``config.patch_size``."""
+    from septet.common.seeding import seed_everything
+    from septet.med3d.registry import create_model
+    from septet.med3d.weights import save_model
+
+    seed_everything(config.seed)
+    model = create_model(
+        config.model,
+        task="classification",
+        num_classes=config.num_classes,
+        in_channels=config.in_channels,
+        pretrained=config.pretrained,
+    )
+    if samples is None:
+        samples = prepare_samples(
+            [{k: v for k, v in r.items() if k != "label"} for r in records],
+            config,
+            with_label=False,
+        )
+    task = ClassificationTask("train", list(samples), config.num_classes)
+    trainer = Trainer(model, [task], config)
+    result = trainer.fit(resume=resume)
+    if output is not None:
+        save_model(model, output, **model_extra(config))
+    return model, result
+
+
+@torch.no_grad()
+def classify(model: ResNet3d, image: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Class probabilities for one preprocessed image (C, X, Y, Z), resized to ``size``."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        x = torch.from_numpy(resize_image(image, size))[None].to(device)
+        return model(x).float().softmax(dim=1)[0].cpu().numpy()
+    finally:
+        model.train(was_training)
