@@ -136,6 +136,7 @@ def test_minilm_learns_package_roles_and_hf_loads_the_result(tmp_path, hf):
     assert result.metrics["accuracy"] >= 0.6
     losses = [entry["loss"] for entry in result.history]
     assert sum(losses[-3:]) < sum(losses[:3])
+    assert not (tmp_path / "roles" / "checkpoints").exists()  # removed once training finished
     saved = json.loads((tmp_path / "roles" / "metrics.json").read_text())
     assert saved["metrics"]["accuracy"] == result.metrics["accuracy"]
     # and the folder is a classifier HF loads, with the same labels and the same logits.

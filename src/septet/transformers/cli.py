@@ -226,6 +226,9 @@ def finetune(
     eval_every: int | None = typer.Option(None, help="Evaluate every N steps [at the end]."),
     seed: int | None = typer.Option(None, help="[0]"),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --output."),
+    keep_checkpoints: bool = typer.Option(
+        False, help="Keep the training checkpoints (with optimizer state) after finishing."
+    ),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
 ) -> None:
     """Fine-tune an encoder for text classification (single- or multi-label) from JSONL."""
@@ -243,7 +246,11 @@ def finetune(
     training = dict(settings.pop("training", {}) or {})
     optimizer = dict(training.pop("optimizer", {}) or {})
     settings.update(
-        model=_model_path(model), train_file=str(train), output_dir=str(output), resume=resume
+        model=_model_path(model),
+        train_file=str(train),
+        output_dir=str(output),
+        resume=resume,
+        keep_checkpoints=keep_checkpoints,
     )
     for key, value in (
         ("eval_file", eval_file and str(eval_file)),

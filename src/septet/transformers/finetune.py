@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,7 @@ class FinetuneConfig:
     eval_batch_size: int = 64
     threshold: float = 0.5  # multi-label: a class is predicted when its probability >= this
     resume: bool = False  # continue from the newest checkpoint in output_dir/checkpoints
+    keep_checkpoints: bool = False  # keep output_dir/checkpoints after a finished run
     training: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(
             epochs=3, optimizer=OptimizerConfig(learning_rate=5e-5, warmup_ratio=0.1)
@@ -267,6 +269,9 @@ def finetune_text_classifier(config: FinetuneConfig) -> FinetuneResult:
             "history": result.history,
         },
     )
+    if not config.keep_checkpoints and config.training.checkpoint_dir is None:
+        # Training finished and its best weights are saved: the optimizer states are not needed.
+        shutil.rmtree(training.checkpoint_dir, ignore_errors=True)
     return FinetuneResult(
         output_dir=output_dir,
         labels=labels,
