@@ -82,6 +82,25 @@ def test_xlm_roberta_is_roberta_under_its_own_model_type(head, hf, tiny_hf_confi
     assert_close(expected, actual)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fused_inference_path_equals_the_autograd_path(family, tiny_hf_config):
+    """At inference on CPU the linears run with bias, activation and residual fused (oneDNN);
+    with autograd on they run unfused. Both compute the same function."""
+    config_class = {"bert": st.BertConfig, "roberta": st.RobertaConfig}.get(
+        family, st.DistilBertConfig
+    )
+    config = config_class.from_dict(tiny_hf_config(family).to_dict())
+    model = getattr(st, FAMILIES[family] + "ForMaskedLM")(config).eval()
+    ids, mask = padded_batch(config.pad_token_id)
+    with torch.no_grad():
+        fused = model(ids, attention_mask=mask).logits
+    unfused = model(ids, attention_mask=mask).logits.detach()
+    assert (fused - unfused).abs().max().item() <= 1e-5
+    with torch.no_grad():
+        half = model.to(torch.bfloat16)(ids, attention_mask=mask).logits.float()
+    assert (half - unfused).abs().max().item() <= 0.05 * unfused.abs().max().item()
+
+
 def test_token_type_ids_change_bert_outputs_as_in_hf(hf, tiny_hf_config, tmp_path):
     torch.manual_seed(0)
     hf_model = hf.BertModel(tiny_hf_config("bert")).eval()

@@ -10,7 +10,6 @@ Shapes: B batch, S sequence, H hidden, N heads, D = H / N.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -21,8 +20,9 @@ from septet.errors import ConfigError, InputError
 from septet.transformers.config import SUPPORTED_ACTIVATIONS, ModelConfig
 from septet.transformers.modeling import (
     PreTrainedModel,
-    activation,
     fuse_projections,
+    linear_activation,
+    linear_residual,
     padding_mask,
     sequence_classification_loss,
     span_loss,
@@ -89,7 +89,7 @@ class FusedSelfAttention(nn.Module):
         batch, seq, hidden = x.shape
         # (B, S, 3H) -> 3 x (B, N, S, D)
         q, k, v = (
-            self.qkv(x)
+            linear_activation(x, self.qkv)
             .view(batch, seq, 3, self.num_heads, hidden // self.num_heads)
             .permute(2, 0, 3, 1, 4)
             .unbind(0)
@@ -110,7 +110,7 @@ class DenseNormOutput(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(residual + self.dropout(self.dense(x)))
+        return self.LayerNorm(linear_residual(x, self.dense, residual, self.dropout))
 
 
 class BertAttention(nn.Module):
@@ -138,10 +138,10 @@ class BertIntermediate(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act: Callable[[torch.Tensor], torch.Tensor] = activation(config.hidden_act)
+        self.hidden_act = config.hidden_act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.dense(x))
+        return linear_activation(x, self.dense, self.hidden_act)
 
 
 class BertLayer(nn.Module):
@@ -309,11 +309,11 @@ class BertPredictionHeadTransform(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.act = activation(config.hidden_act)
+        self.hidden_act = config.hidden_act
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.act(self.dense(x)))
+        return self.LayerNorm(linear_activation(x, self.dense, self.hidden_act))
 
 
 class BertLMPredictionHead(nn.Module):

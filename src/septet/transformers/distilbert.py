@@ -18,8 +18,9 @@ from septet.transformers.bert import FusedSelfAttention, check_input_ids, masked
 from septet.transformers.config import SUPPORTED_ACTIVATIONS, ModelConfig
 from septet.transformers.modeling import (
     PreTrainedModel,
-    activation,
     fuse_projections,
+    linear_activation,
+    linear_residual,
     padding_mask,
     sequence_classification_loss,
     split_projection,
@@ -91,22 +92,26 @@ class DistilBertAttention(FusedSelfAttention):
         super().__init__(config.dim, config.n_heads, config.attention_dropout)
         self.out_lin = nn.Linear(config.dim, config.dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.out_lin(super().forward(x, mask))
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, residual: torch.Tensor
+    ) -> torch.Tensor:
+        """residual + out_lin(attention(x))."""
+        return linear_residual(super().forward(x, mask), self.out_lin, residual)
 
 
 class DistilBertFFN(nn.Module):
-    """lin1 -> activation -> lin2 -> dropout."""
+    """residual + dropout(lin2(activation(lin1(x))))."""
 
     def __init__(self, config: DistilBertConfig):
         super().__init__()
         self.lin1 = nn.Linear(config.dim, config.hidden_dim)
         self.lin2 = nn.Linear(config.hidden_dim, config.dim)
-        self.act = activation(config.activation)
+        self.activation = config.activation
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.lin2(self.act(self.lin1(x))))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        hidden = linear_activation(x, self.lin1, self.activation)
+        return linear_residual(hidden, self.lin2, residual, self.dropout)
 
 
 class TransformerBlock(nn.Module):
@@ -120,8 +125,8 @@ class TransformerBlock(nn.Module):
         self.output_layer_norm = nn.LayerNorm(config.dim, eps=EPS)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.sa_layer_norm(x + self.attention(x, mask))
-        return self.output_layer_norm(x + self.ffn(x))
+        x = self.sa_layer_norm(self.attention(x, mask, residual=x))
+        return self.output_layer_norm(self.ffn(x, residual=x))
 
 
 class Transformer(nn.Module):
@@ -212,7 +217,6 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
         super().__init__(config)
         self.distilbert = DistilBertModel(config)
         self.vocab_transform = nn.Linear(config.dim, config.dim)
-        self.act = activation(config.activation)
         self.vocab_layer_norm = nn.LayerNorm(config.dim, eps=EPS)
         self.vocab_projector = nn.Linear(config.dim, config.vocab_size)
         self.post_init()
@@ -226,7 +230,10 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
     ) -> MaskedLMOutput:
         """Logits (B, S, vocab); with ``labels`` (B, S; -100 = ignore) also the loss."""
         out = self.distilbert(input_ids, attention_mask, output_hidden_states)
-        x = self.vocab_layer_norm(self.act(self.vocab_transform(out.last_hidden_state)))
+        hidden = linear_activation(
+            out.last_hidden_state, self.vocab_transform, self.config.activation
+        )
+        x = self.vocab_layer_norm(hidden)
         logits = self.vocab_projector(x)
         return MaskedLMOutput(
             logits=logits, loss=masked_lm_loss(logits, labels), hidden_states=out.hidden_states

@@ -18,6 +18,7 @@ A family adapts foreign names and layouts through four hooks: ``rename_checkpoin
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Iterator
@@ -469,6 +470,62 @@ def padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> tor
     keep = attention_mask[:, None, None, :].to(torch.bool)
     mask = torch.zeros(keep.shape, dtype=dtype, device=attention_mask.device)
     return mask.masked_fill_(~keep, torch.finfo(dtype).min)
+
+
+# oneDNN linear with the bias, an activation or a residual add fused into the matmul: on CPU
+# this skips the separate passes over (tokens x features) outputs that addmm's bias copy,
+# the activation and the add otherwise cost (measured 1.2x+ on a whole MiniLM forward).
+# oneDNN names and GELU algorithm of each HF activation.
+_ONEDNN_ACTIVATIONS = {
+    None: ("none", ""),
+    "gelu": ("gelu", "none"),
+    "gelu_new": ("gelu", "tanh"),
+    "gelu_pytorch_tanh": ("gelu", "tanh"),
+    "relu": ("relu", ""),
+    "silu": ("swish", ""),
+    "swish": ("swish", ""),
+}
+
+
+@functools.cache
+def _onednn_linear() -> Any:
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+    except (AttributeError, RuntimeError):
+        return None
+    return op if torch.backends.mkldnn.is_available() else None
+
+
+def can_fuse(x: torch.Tensor, module: nn.Linear) -> bool:
+    """Whether ``linear_activation``/``linear_residual`` may take the fused oneDNN path:
+    CPU, fp32 or bf16, no autograd, module in eval mode (dropout off)."""
+    return (
+        x.device.type == "cpu"
+        and not module.training
+        and not torch.is_grad_enabled()
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and module.weight.dtype == x.dtype
+        and _onednn_linear() is not None
+    )
+
+
+def linear_activation(x: torch.Tensor, module: nn.Linear, act: str | None = None) -> torch.Tensor:
+    """``act(module(x))`` (``act`` an HF hidden_act name or None), fused on CPU inference."""
+    if can_fuse(x, module) and act in _ONEDNN_ACTIVATIONS:
+        name, algorithm = _ONEDNN_ACTIVATIONS[act]
+        return _onednn_linear()(x, module.weight, module.bias, name, [], algorithm)
+    y = module(x)
+    return y if act is None else activation(act)(y)
+
+
+def linear_residual(
+    x: torch.Tensor, module: nn.Linear, residual: torch.Tensor, dropout: nn.Module | None = None
+) -> torch.Tensor:
+    """``residual + dropout(module(x))``, fused on CPU inference (where dropout is off)."""
+    if can_fuse(x, module) and (dropout is None or not dropout.training):
+        return _onednn_linear().binary(x, residual, module.weight, module.bias, "add")
+    y = module(x)
+    return residual + (dropout(y) if dropout is not None else y)
 
 
 def activation(name: str) -> Any:

@@ -24,7 +24,11 @@ from septet.transformers.bert import (
     qa_output,
 )
 from septet.transformers.config import ModelConfig
-from septet.transformers.modeling import sequence_classification_loss, token_classification_loss
+from septet.transformers.modeling import (
+    linear_activation,
+    sequence_classification_loss,
+    token_classification_loss,
+)
 from septet.transformers.outputs import (
     MaskedLMOutput,
     QuestionAnsweringOutput,
@@ -103,7 +107,7 @@ class RobertaLMHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layer_norm(F.gelu(self.dense(x)))
+        x = self.layer_norm(linear_activation(x, self.dense, "gelu"))
         return F.linear(x, self.decoder.weight, self.bias)
 
 
