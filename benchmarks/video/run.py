@@ -11,8 +11,8 @@ temporal flicker (flow-warping error inside the object region, flow from the cle
 frames per second of the whole `remove_object` call (both passes, decoding and encoding). The
 baselines fill the same dilated masks frame by frame with cv2.inpaint (Telea, Navier-Stokes).
 
-Run: `make bench PART=video` (about 10 minutes on 2 cores). Writes benchmarks/results/video.json,
-video.md and one strip PNG per clip (input | mask | output | clean plate).
+Run: `make bench PART=video` (about 10 minutes on 2 idle cores). Writes results/video.json,
+video.md and one strip PNG per clip (input | mask | ours | per-frame Telea).
 """
 
 from __future__ import annotations

@@ -41,7 +41,13 @@ class CSRTTracker:
 
     INNER = -0.2  # Box.expanded factor from the box to its inner part
 
-    def __init__(self, redetect_threshold: float = 0.6, lost_threshold: float = 0.5):
+    def __init__(
+        self,
+        redetect_threshold: float = 0.6,
+        lost_threshold: float = 0.5,
+        template_size: int = 200,
+    ):
+        self.template_size = template_size
         self.redetect_threshold = redetect_threshold
         self.lost_threshold = lost_threshold
         self._tracker = None
@@ -55,6 +61,9 @@ class CSRTTracker:
         # 17 scales instead of 33: as accurate on our composites, and the box does not shrink
         # onto the object's textured core as the default's scale search tends to.
         params.number_of_scales = 17
+        # The object's padded region is resampled to about this many pixels squared: CSRT's
+        # cost grows with it, whatever the frame size.
+        params.template_size = float(self.template_size)
         self._tracker = cv2.TrackerCSRT_create(params)
         self._tracker.init(frame, box.as_ints())
 
