@@ -211,3 +211,24 @@ def test_eval_labels_must_be_known(tmp_path):
                 model=str(minilm_path()), train_file=str(one_class), output_dir=str(tmp_path)
             )
         )
+
+
+def test_same_configuration_gives_the_same_model(tmp_path):
+    from safetensors.torch import load_file
+
+    base = write_tiny_bert(tmp_path / "tiny", head="base")
+    weights = []
+    for run in ("a", "b"):
+        finetune_text_classifier(
+            FinetuneConfig(
+                model=str(base),
+                train_file=str(DATA / "debtags_roles_train.jsonl"),
+                output_dir=str(tmp_path / run),
+                max_length=16,
+                training=TrainingConfig(epochs=1, seed=5),
+            )
+        )
+        weights.append(load_file(tmp_path / run / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]), name

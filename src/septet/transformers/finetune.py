@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from septet.common.atomic import atomic_write_json
+from septet.common.seeding import seed_everything
 from septet.common.training import (
     OptimizerConfig,
     Trainer,
@@ -197,6 +198,9 @@ def finetune_text_classifier(config: FinetuneConfig) -> FinetuneResult:
             )
 
     output_dir = Path(config.output_dir)
+    # The new head's initial weights come from the global RNG: seed it first, so that a run
+    # is reproducible from its configuration alone.
+    seed_everything(config.training.seed, deterministic=False)
     tokenizer = Tokenizer.from_pretrained(config.model)
     problem_type = MULTI_LABEL if train.multi_label else SINGLE_LABEL
     model = AutoModelForSequenceClassification.from_pretrained(
