@@ -1,7 +1,8 @@
 """Fixtures of the video tests: the composite clip of ``helpers.make_clip``, made once."""
 
 import pytest
-from tests.video.helpers import Clip, make_clip
+
+from .helpers import Clip, make_clip
 
 
 @pytest.fixture(scope="session")

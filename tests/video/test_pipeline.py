@@ -5,12 +5,13 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from tests.video.helpers import FRAMES, HEIGHT, WIDTH, make_clip
 
 from septet.errors import ConfigError, InputError
 from septet.video import RemovalConfig, SpatialInpainter, dilate_mask, probe, remove_object
 from septet.video.metrics import mask_iou, psnr
 from septet.video.video_io import read_frames
+
+from .helpers import FRAMES, HEIGHT, WIDTH, make_clip
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,11 @@
 """Tracking: CSRT follows the object; when it jumps away, re-detection finds it again."""
 
 import numpy as np
-from tests.video.helpers import make_clip
 
 from septet.video.box import Box
 from septet.video.tracking import CSRTTracker, Tracker, track_box
+
+from .helpers import make_clip
 
 
 def test_csrt_tracker_meets_the_tracker_protocol():
