@@ -44,3 +44,15 @@ def tiny_hf_config(hf):
         raise ValueError(family)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's torch work on one thread: the tiny models here gain nothing from
+    intra-op parallelism, and on a shared CPU two spinning threads can be several times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -10,6 +10,8 @@ import torch
 from septet import transformers as st
 from septet.errors import ConfigError, InputError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SENTENCES = [
     "A man is eating food.",
     "A man is eating a piece of bread.",

@@ -9,6 +9,8 @@ import torch
 
 from septet import transformers as st
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FAMILIES = {"bert": "Bert", "roberta": "Roberta", "distilbert": "DistilBert"}
 HEADS = ("Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification")
 HEADS += ("ForQuestionAnswering",)

@@ -10,6 +10,8 @@ import torch
 
 from septet import transformers as st
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FAMILIES = {"bert": "Bert", "roberta": "Roberta", "distilbert": "DistilBert"}
 IDS = torch.tensor([[5, 15, 47, 30, 8, 8], [5, 9, 81, 33, 12, 7]])
 MASK = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])

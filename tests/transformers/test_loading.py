@@ -18,6 +18,8 @@ from safetensors.torch import load_file, save_file
 from septet import transformers as st
 from septet.errors import CheckpointError, ConfigError, NotFoundError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def hf_bert_mlm(tmp_path_factory, hf, tiny_hf_config):
