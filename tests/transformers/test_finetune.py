@@ -191,6 +191,11 @@ def test_multi_label_training_saves_a_multi_label_classifier(tmp_path, hf):
         ] or len(pairs) == int((row >= 0.5).sum())
 
 
+def test_a_folder_without_a_classifier_head_is_refused():
+    with pytest.raises(InputError, match=r"not a sequence classifier \(architectures: BertModel\)"):
+        TextClassifier.from_pretrained(minilm_path())
+
+
 def test_eval_labels_must_be_known(tmp_path):
     train = write_jsonl(
         tmp_path / "t.jsonl", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]

@@ -358,8 +358,19 @@ class TextClassifier:
         """Load a folder written by :func:`finetune_text_classifier` (or any HF classifier)."""
         from septet.common.device import choose_device
         from septet.transformers.auto import AutoModelForSequenceClassification
+        from septet.transformers.checkpoint import read_config_dict, resolve_model_path
         from septet.transformers.tokenizer import Tokenizer
 
+        path = resolve_model_path(path)
+        # A folder without a trained classification head would load with a random one and
+        # label texts at random: refuse it instead.
+        architectures = read_config_dict(path).get("architectures") or []
+        if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
+            raise InputError(
+                f"{path} is not a sequence classifier (architectures: "
+                f"{', '.join(map(str, architectures)) or 'none'}); fine-tune one first with "
+                "`septet transformers finetune`"
+            )
         model = AutoModelForSequenceClassification.from_pretrained(
             path, device=choose_device(device)
         )
