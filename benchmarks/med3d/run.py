@@ -15,7 +15,7 @@ and ``pip install nilearn`` (in septet's ``dev`` extra). No network at run time.
 
 Scaled to a shared 2-core CPU and about 20 minutes (the paper trains for days on 8 GPUs):
 every volume resampled to 3 mm isotropic voxels, 24³ patches, batch 2, one torch thread,
-ResNet-10 only for the transfer experiment, 120 pretraining steps and 30 fine-tuning steps
+ResNet-10 only for the transfer experiment, 160 pretraining steps and 80 fine-tuning steps
 per arm and fold (all settable; the numbers used are written into the results).
 Run: ``make bench PART=med3d``.
 """
@@ -52,6 +52,14 @@ from septet.med3d.volume_io import Volume, read_volume
 REPO = Path(__file__).resolve().parents[2]
 MRICRON = Path("/usr/share/mricron/templates")
 LUNG_WINDOW = (-600.0, 1500.0)  # HU centre, width
+
+
+_START = time.perf_counter()
+
+
+def say(message: str) -> None:
+    """Progress on stdout with the minutes since the start, so slow stages show."""
+    print(f"[{(time.perf_counter() - _START) / 60:5.1f} min] {message}", flush=True)
 
 
 def nilearn_data() -> Path:
@@ -160,7 +168,7 @@ def throughput(models: list[str], patch: int, steps: int) -> list[dict]:
                 "voxels_per_second": 2 * patch**3 / seconds,
             }
         )
-        print(f"throughput {name}: {rows[-1]['voxels_per_second']:.0f} voxels/s", flush=True)
+        say(f"throughput {name}: {rows[-1]['voxels_per_second']:.0f} voxels/s")
         del trainer, model
     return rows
 
@@ -175,8 +183,8 @@ def main() -> None:
     )
     parser.add_argument("--spacing", type=float, default=3.0, help="mm, isotropic")
     parser.add_argument("--patch", type=int, default=24)
-    parser.add_argument("--pretrain-steps", type=int, default=120)
-    parser.add_argument("--finetune-steps", type=int, default=30)
+    parser.add_argument("--pretrain-steps", type=int, default=160)
+    parser.add_argument("--finetune-steps", type=int, default=80)
     parser.add_argument("--throughput-steps", type=int, default=2)
     parser.add_argument(
         "--threads",
@@ -194,6 +202,7 @@ def main() -> None:
 
     # 1. Pretraining on the atlases, one head per dataset.
     atlases = atlas_samples(args.spacing)
+    say("atlases preprocessed")
     pre_config = TrainConfig(
         model="resnet10",
         patch_size=patch,
@@ -213,6 +222,7 @@ def main() -> None:
         output=work / "pretrained",
     )
     pretrain_seconds = time.perf_counter() - t0
+    say(f"pretrained {pre_result.global_step} steps")
     pre_rows = []
     for name, (samples, classes) in atlases.items():
         scores = evaluate_samples(
@@ -230,11 +240,12 @@ def main() -> None:
                 "train_dice_mean": scores[0]["dice_mean"],
             }
         )
-        print(f"pretrain {name}: dice {scores[0]['dice_mean']:.3f}", flush=True)
+        say(f"pretrain {name}: dice {scores[0]['dice_mean']:.3f}")
     del model
 
     # 2. Leave-one-volume-out fine-tuning, scratch vs pretrained.
     cases = lesion_cases(args.pyradiomics, args.spacing)
+    say(f"{len(cases)} lesion volumes preprocessed")
     ft_config = TrainConfig(
         model="resnet10",
         patch_size=patch,
@@ -265,10 +276,7 @@ def main() -> None:
             row[f"dice_{arm}"] = score["dice"][0]
             row[f"hd95_mm_{arm}"] = score["hd95_mm"][0]
             row[f"final_loss_{arm}"] = result.history[-1]["loss"]
-            print(
-                f"{held_out['case']} {arm}: dice {score['dice'][0]:.3f} ({seconds:.0f} s)",
-                flush=True,
-            )
+            say(f"{held_out['case']} {arm}: dice {score['dice'][0]:.3f} ({seconds:.0f} s training)")
         rows.append(row)
     mean_scratch = float(np.mean([r["dice_scratch"] for r in rows]))
     mean_pretrained = float(np.mean([r["dice_pretrained"] for r in rows]))

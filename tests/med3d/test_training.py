@@ -185,3 +185,11 @@ def test_task_and_head_must_agree(tiny_task):
         Trainer(
             create_model("resnet10", task="classification", num_classes=2), [tiny_task()], config
         )
+
+
+def test_config_rejects_unknown_keys_by_name():
+    with pytest.raises(ConfigError, match=r"unknown training config key.*learning_rate"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+    with pytest.raises(ConfigError, match="precision 'fp16' is unknown"):
+        TrainConfig(precision="fp16")
+    assert TrainConfig.from_dict({"patch_size": [16, 16, 16]}).patch_size == (16, 16, 16)

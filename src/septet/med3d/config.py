@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from septet.errors import ConfigError
@@ -10,6 +10,17 @@ from septet.errors import ConfigError
 PRECISIONS = ("auto", "bf16", "fp32")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
+
+
+def dataclass_from_dict(cls: type, values: dict[str, Any], what: str) -> Any:
+    """Build dataclass ``cls`` from ``values``; unknown keys are an error that names them."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown {what} config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return cls(**values)
 
 
 @dataclass
@@ -47,7 +58,6 @@ class TrainConfig:
     blend: str = "gaussian"
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0  # steps between checkpoints; 0: at the end of each epoch
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(s) for s in self.patch_size)
@@ -75,14 +85,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """A config from a dict (e.g. a JSON file); an unknown key is an error naming it."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown training config key(s) {', '.join(unknown)}; known: "
-                f"{', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return dataclass_from_dict(cls, values, "training")
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)

@@ -19,7 +19,7 @@ Shapes for an input of (N, C, D, H, W), D, H and W multiples of 8:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -172,14 +172,9 @@ class ResNet3dConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ResNet3dConfig:
         """A config from a dict; an unknown key is an error naming it."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown model config key(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        from septet.med3d.config import dataclass_from_dict
+
+        return dataclass_from_dict(cls, values, "model")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
