@@ -144,3 +144,19 @@ def test_torch_module_trained_by_jax_under_jit(regression):
     assert losses[-1] < 0.2 * losses[0]
     # The module's own weights are untouched: JAX trained its copy.
     assert not np.allclose(params["0.weight"], module[0].weight.detach().numpy())
+
+
+def test_keras_batchnorm_state_updates_in_train_mode_only(regression):
+    x, _ = regression
+    layer = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(momentum=0.5)])
+    module = TorchModuleFromKeras(layer)
+    moving_mean = layer.layers[0].moving_mean
+    module.eval()
+    module(torch.from_numpy(x))
+    np.testing.assert_array_equal(moving_mean.numpy(), np.zeros(3))  # eval: state untouched
+    module.train()
+    out = module(torch.from_numpy(x))
+    np.testing.assert_allclose(moving_mean.numpy(), 0.5 * x.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.detach().numpy().mean(0), np.zeros(3), atol=1e-5)  # batch stats
+    names = sorted(n.rsplit("_", 1)[-1] for n, _ in module.named_parameters())
+    assert names == ["beta", "gamma"]  # the moving statistics stay Keras state, not Parameters
