@@ -150,6 +150,8 @@ def test_bad_input_ids_are_refused_with_the_reason(tiny_hf_config):
         model(torch.full((1, 4), 99))
     with pytest.raises(st_errors().InputError, match=r"\(batch, sequence\)"):
         model(torch.ones(4, dtype=torch.long))
+    with pytest.raises(st_errors().InputError, match="attention_mask has shape"):
+        model(torch.ones(2, 4, dtype=torch.long), attention_mask=torch.ones(2, 5))
 
 
 def st_errors():

@@ -312,3 +312,32 @@ def test_every_public_name_resolves_and_importing_the_package_is_light():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_published_checkpoint_shapes_load_into_every_head(hf, tiny_hf_config, tmp_path):
+    """bert-base-uncased is a BertForPreTraining checkpoint (MLM + next-sentence heads, a
+    pooler); roberta-base holds a pooler beside its LM head. Every head loads them, leaving
+    out what it does not use."""
+    torch.manual_seed(0)
+    pretraining = hf.BertForPreTraining(tiny_hf_config("bert")).eval()
+    pretraining.save_pretrained(tmp_path / "bert")
+    mlm = st.BertForMaskedLM.from_pretrained(tmp_path / "bert")
+    with torch.no_grad():
+        expected = pretraining(input_ids=IDS, attention_mask=MASK).prediction_logits
+    assert torch.allclose(logits_of(mlm), expected, atol=1e-5)
+    for name in ("BertModel", "BertForTokenClassification", "BertForQuestionAnswering"):
+        getattr(st, name).from_pretrained(tmp_path / "bert", num_labels=2)
+
+    lm = hf.RobertaForMaskedLM(tiny_hf_config("roberta")).eval()
+    pooled = hf.RobertaModel(tiny_hf_config("roberta"))
+    # As HF saves it: tied copies (decoder weight and bias) stored once.
+    tied = ("position_ids", "lm_head.decoder.")
+    tensors = {k: v for k, v in lm.state_dict().items() if not any(t in k for t in tied)}
+    tensors.update({f"roberta.{k}": v for k, v in pooled.state_dict().items() if "pooler" in k})
+    config_folder = tmp_path / "roberta-config"
+    lm.config.save_pretrained(config_folder)
+    folder = write_checkpoint(tmp_path / "roberta", config_folder, tensors)
+    assert torch.allclose(
+        logits_of(st.RobertaForMaskedLM.from_pretrained(folder)), logits_of(lm), atol=1e-5
+    )
+    assert st.RobertaModel.from_pretrained(folder).pooler is not None

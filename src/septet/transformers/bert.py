@@ -223,8 +223,19 @@ class BertPooler(nn.Module):
         return torch.tanh(self.dense(hidden[:, 0]))
 
 
-def check_input_ids(input_ids: torch.Tensor, max_positions: int, vocab_size: int) -> None:
-    """Raise InputError for ids a model cannot embed (wrong rank, too long, out of vocab)."""
+def check_input_ids(
+    input_ids: torch.Tensor,
+    max_positions: int,
+    vocab_size: int,
+    attention_mask: torch.Tensor | None = None,
+) -> None:
+    """Raise InputError for ids a model cannot embed (wrong rank, too long, out of vocab) or
+    a mask that does not match them."""
+    if attention_mask is not None and attention_mask.shape != input_ids.shape:
+        raise InputError(
+            f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has "
+            f"{tuple(input_ids.shape)}; they must match"
+        )
     if input_ids.dim() != 2:
         raise InputError(f"input_ids must be (batch, sequence), got shape {tuple(input_ids.shape)}")
     if input_ids.shape[1] > max_positions:
@@ -249,6 +260,8 @@ class BertPreTrainedModel(PreTrainedModel):
     ignored_checkpoint_keys: ClassVar[tuple[str, ...]] = (
         r"embeddings\.position_ids$",
         r"embeddings\.token_type_ids$",
+        # Next-sentence prediction of BertForPreTraining checkpoints (bert-base-uncased).
+        r"^cls\.seq_relationship\.",
     )
 
     @classmethod
@@ -295,7 +308,7 @@ class BertModel(BertPreTrainedModel):
     ) -> BaseModelOutput:
         """Encode ``input_ids`` (B, S); ``attention_mask`` is 1 for tokens, 0 for padding."""
         config = self.config
-        check_input_ids(input_ids, self.embeddings.max_tokens, config.vocab_size)
+        check_input_ids(input_ids, self.embeddings.max_tokens, config.vocab_size, attention_mask)
         x = self.embeddings(input_ids, token_type_ids)
         mask = padding_mask(attention_mask, x.dtype)
         x, states = self.encoder(x, mask, output_hidden_states)

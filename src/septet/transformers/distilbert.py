@@ -199,7 +199,10 @@ class DistilBertModel(DistilBertPreTrainedModel):
         output_hidden_states: bool = False,
     ) -> BaseModelOutput:
         """Encode ``input_ids`` (B, S); ``attention_mask`` is 1 for tokens, 0 for padding."""
-        check_input_ids(input_ids, self.config.max_position_embeddings, self.config.vocab_size)
+        config = self.config
+        check_input_ids(
+            input_ids, config.max_position_embeddings, config.vocab_size, attention_mask
+        )
         x = self.embeddings(input_ids)
         x, states = self.transformer(x, padding_mask(attention_mask, x.dtype), output_hidden_states)
         return BaseModelOutput(last_hidden_state=x, hidden_states=states)

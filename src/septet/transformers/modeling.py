@@ -361,6 +361,15 @@ class PreTrainedModel(nn.Module):
             if name is not None:
                 renamed[name] = tensor
         has_prefix = bool(prefix) and any(k.startswith(prefix + ".") for k in renamed)
+        # Optional modules this model was built without (a classifier's encoder has no
+        # pooler): their weights in a checkpoint (roberta-base has one) are not used.
+        absent = tuple(
+            f"{scope}{name}."
+            for scope, owner in (("", self), (f"{prefix}.", self.base_model if is_head else None))
+            if owner is not None
+            for name in getattr(owner, "optional_modules", ())
+            if getattr(owner, name, None) is None
+        )
         out: dict[str, torch.Tensor] = {}
         dropped: list[str] = []
         for name, tensor in renamed.items():
@@ -375,6 +384,8 @@ class PreTrainedModel(nn.Module):
             elif prefix and not is_head and name.startswith(prefix + "."):
                 name = name[len(prefix) + 1 :]
             if any(re.search(pattern, name) for pattern in self.ignored_checkpoint_keys):
+                continue
+            if name.startswith(absent):
                 continue
             out[name] = tensor
         if dropped:
