@@ -341,3 +341,17 @@ def test_published_checkpoint_shapes_load_into_every_head(hf, tiny_hf_config, tm
         logits_of(st.RobertaForMaskedLM.from_pretrained(folder)), logits_of(lm), atol=1e-5
     )
     assert st.RobertaModel.from_pretrained(folder).pooler is not None
+
+
+def test_a_model_from_a_fresh_config_trains_from_scratch_and_saves(tmp_path, hf):
+    config = st.AutoConfig.for_model(
+        "distilbert", dim=16, n_layers=1, n_heads=2, hidden_dim=24, vocab_size=99, num_labels=2
+    )
+    model = st.AutoModelForSequenceClassification.from_config(config)
+    assert type(model).__name__ == "DistilBertForSequenceClassification"
+    # HF's initialisation: N(0, 0.02) weights, unit LayerNorms.
+    assert 0.01 < model.distilbert.embeddings.word_embeddings.weight.std().item() < 0.03
+    model.save_pretrained(tmp_path)
+    reloaded = hf.DistilBertForSequenceClassification.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.allclose(logits_of(model.eval()), logits_of(reloaded), atol=1e-5)
