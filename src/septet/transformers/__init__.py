@@ -64,6 +64,7 @@ _EXPORTS = {
     "Qwen2Model": ".llama",
     "Qwen2ForCausalLM": ".llama",
     "KVCache": ".kv_cache",
+    "quantize_for_decoding": ".quantize",
     # dispatch by config.json model_type
     "AutoConfig": ".auto",
     "AutoModel": ".auto",
@@ -92,6 +93,9 @@ _EXPORTS = {
     "finetune_text_classifier": ".finetune",
     "read_classification_jsonl": ".finetune",
     "TextClassifier": ".finetune",
+    # tasks over a model and its tokenizer
+    "fill_mask": ".fill_mask",
+    "convert_checkpoint": ".convert",
 }
 
 __all__ = sorted(_EXPORTS)

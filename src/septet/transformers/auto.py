@@ -80,11 +80,21 @@ FAMILIES: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "mistral": (
         ".llama",
-        {"config": "MistralConfig", "base": "MistralModel", "causal_lm": "MistralForCausalLM"},
+        {
+            "config": "MistralConfig",
+            "base": "MistralModel",
+            "causal_lm": "MistralForCausalLM",
+            "sequence_classification": "MistralForSequenceClassification",
+        },
     ),
     "qwen2": (
         ".llama",
-        {"config": "Qwen2Config", "base": "Qwen2Model", "causal_lm": "Qwen2ForCausalLM"},
+        {
+            "config": "Qwen2Config",
+            "base": "Qwen2Model",
+            "causal_lm": "Qwen2ForCausalLM",
+            "sequence_classification": "Qwen2ForSequenceClassification",
+        },
     ),
 }
 
