@@ -457,16 +457,6 @@ def _partition_codes(keys: list[A.Expr], frame: Frame, src: Source, ctx: Context
     return _combine([_codes(k, frame, src, ctx) for k in keys], frame.length)
 
 
-_ARANGE_CACHE: dict[int, np.ndarray] = {}
-
-
-def _ordered(n: int) -> np.ndarray:
-    """The identity order, marked as such for _aggregate."""
-    _ARANGE_CACHE.clear()
-    _ARANGE_CACHE[n] = np.arange(n)
-    return _ARANGE_CACHE[n]
-
-
 def _table_codes(keys: list[A.Expr], src: Source) -> tuple[np.ndarray, int] | None:
     """Combined per-table group codes when every key is tbname or a tag, else None."""
     tag_names = {t.name for t in src.tags} | {"tbname"}
@@ -481,13 +471,13 @@ def _table_codes(keys: list[A.Expr], src: Source) -> tuple[np.ndarray, int] | No
     return _combine(codes, len(src.tables))
 
 
-def _group_order(gid: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Row order sorted by group, then time (skips the sort when already in order)."""
+def _group_order(gid: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+    """Row order sorted by group, then time; None when the rows are in that order already."""
     if gid.size == 0:
-        return np.zeros(0, dtype=np.int64)
+        return None
     dg = np.diff(gid)
     if (dg >= 0).all() and (np.diff(ts)[dg == 0] > 0).all():
-        return _ordered(gid.size)
+        return None
     return np.lexsort((ts, gid))
 
 
@@ -498,12 +488,12 @@ class Windows:
     sliding: int
     offset: int
 
-    def assign(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(row, window start) for every window each row falls in."""
+    def assign(self, ts: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(row, window start) for every window each row falls in (rows None: all, once)."""
         k = -(-self.interval // self.sliding)
         base = (ts - self.offset) // self.sliding * self.sliding + self.offset
         if k == 1:
-            return np.arange(ts.size), base
+            return None, base  # None: every row, in order, in exactly one window
         rows, starts = [], []
         for j in range(k):
             ws = base - j * self.sliding
@@ -539,7 +529,6 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
     keys = q.partition_by + q.group_by
     n = frame.length
     ts = frame.get("__ts")
-    rows = np.arange(n)
     wins = _windows(q.interval, ctx) if q.interval else None
     per_table = _table_codes(keys, src)
     in_order = False
@@ -557,39 +546,47 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
     else:
         key_codes = [_codes(k, frame, src, ctx) for k in keys]
         pid, n_part = _combine(key_codes, n)
-    all_rows = True  # rows is 0..n-1: every row in exactly one window (no SLIDING overlap)
+    # rows: the row of each (row, window) pair; None while that is simply every row once.
+    rows: np.ndarray | None = None
+    wstart = None
     if wins is not None:
         rows, wstart = wins.assign(ts)
-        all_rows = rows.size == n and wins.sliding >= wins.interval
         wbase = int(wstart.min()) if wstart.size else 0
         widx = (wstart - wbase) // wins.sliding
         n_win = int(widx.max()) + 1 if widx.size else 1
-        prow = pid if all_rows else pid[rows]
+        prow = pid if rows is None else pid[rows]
         if n_part * n_win < 2**62:  # ordering and change points need no dense ids
             gid = prow * n_win + widx
         else:
-            gid, _ = _combine([(prow, n_part), (widx, n_win)], rows.size)
+            gid, _ = _combine([(prow, n_part), (widx, n_win)], prow.size)
     else:
         gid = pid
-    order = _ordered(n) if in_order else _group_order(gid, ts if all_rows else ts[rows])
-    identity = all_rows and order is _ARANGE_CACHE.get(n)
-    sorted_rows = rows if identity else rows[order]
-    gid_sorted = gid if identity else gid[order]
-    if sorted_rows.size:
+    order = None if in_order else _group_order(gid, ts if rows is None else ts[rows])
+    # Positions in group order -> rows; None when they are the same (nothing to gather).
+    identity = rows is None and order is None
+    if identity:
+        sorted_rows = None
+        gid_sorted = gid
+    else:
+        base_rows = np.arange(n) if rows is None else rows
+        sorted_rows = base_rows if order is None else base_rows[order]
+        gid_sorted = gid if order is None else gid[order]
+    total = gid_sorted.size
+    if total:
         starts = np.flatnonzero(gid_sorted[1:] != gid_sorted[:-1]) + 1
         starts = np.concatenate([np.zeros(1, dtype=np.int64), starts])
     else:
         starts = np.zeros(0, dtype=np.int64)
-    if not keys and wins is None and sorted_rows.size == 0:
+    if not keys and wins is None and total == 0:
         starts = np.zeros(1, dtype=np.int64)  # an aggregate over no rows is one row of NULLs
-    ends = np.concatenate([starts[1:], [sorted_rows.size]]).astype(np.int64)
+    ends = np.concatenate([starts[1:], [total]]).astype(np.int64)
     groups = K.Groups(starts, ends, ts if identity else ts[sorted_rows])
-    rep = (
-        sorted_rows[np.minimum(starts, max(sorted_rows.size - 1, 0))]
-        if sorted_rows.size
-        else np.zeros(len(starts), dtype=np.int64)
-    )
-    empty_all = sorted_rows.size == 0
+    first = np.minimum(starts, max(total - 1, 0))
+    if not total:
+        rep = np.zeros(len(starts), dtype=np.int64)
+    else:
+        rep = first if identity else sorted_rows[first]
+    empty_all = total == 0
     # Aggregate calls, computed once each; selector rows only when another column needs them.
     need_rows = any(_outside_refs(e, set(keys)) for e, _ in items)
     calls: dict[A.Func, str] = {}
@@ -601,15 +598,16 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
         for x in _top_aggregates(e):
             if x not in calls:
                 calls[x] = f"__agg{len(calls)}"
-    computed = [
-        _compute(x, frame, sorted_rows, groups, ctx, empty_all, need_rows, identity) for x in calls
-    ]
+    computed = [_compute(x, frame, sorted_rows, groups, ctx, empty_all, need_rows) for x in calls]
     for x, (values, sel) in zip(calls, computed, strict=True):
         out[calls[x]] = values
         if sel is not None and x.name in SELECTORS:
             selector_rows.append(sel)
     n_sel = len({c for c in calls if c.name in SELECTORS})
-    pick = sorted_rows[selector_rows[0]] if n_sel == 1 and selector_rows and not empty_all else rep
+    if n_sel == 1 and selector_rows and not empty_all:
+        pick = selector_rows[0] if identity else sorted_rows[selector_rows[0]]
+    else:
+        pick = rep
     result = Frame(out, len(starts))
     tag_names = {t.name for t in src.tags} | {"tbname"}
     for i, k in enumerate(keys):
@@ -621,9 +619,16 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
         else:
             result.columns[f"__key{i}"] = to_array(evaluate(k, frame, ctx), n).take(pa.array(rep))
     if wins is not None:
-        ws = wstart[order][starts] if starts.size and sorted_rows.size else np.zeros(0, np.int64)
+        if not total:
+            ws = np.zeros(0, np.int64)
+            part_of = ws
+        else:
+            # The window and partition of each group's first (row, window) pair.
+            pair = first if order is None else order[first]
+            ws = wstart[pair]
+            part_of = pid[pair] if rows is None else pid[rows[pair]]
         result.columns["__ws"] = ws
-        result.columns["__part"] = pid[rows][order][starts] if sorted_rows.size else ws
+        result.columns["__part"] = part_of
     key_index = {k: i for i, k in enumerate(keys)}
     tag_like = {t.name for t in src.tags} | {"tbname"}
 
@@ -885,12 +890,11 @@ def _top_aggregates(e: A.Expr) -> list[A.Func]:
 def _compute(
     f: A.Func,
     frame: Frame,
-    rows: np.ndarray,
+    rows: np.ndarray | None,
     g: K.Groups,
     ctx: Context,
     empty_all: bool,
     need_rows: bool = True,
-    identity: bool = False,
 ):
     """One aggregate over the groups: (Arrow array, selected positions or None)."""
     name = f.name
@@ -910,21 +914,17 @@ def _compute(
         if name != "COUNT":
             raise TsdbError("DISTINCT is supported only in COUNT(DISTINCT ...)")
         codes, _ = _factorize(col)
-        codes = codes[rows]
-        gi = g.index()
         valid = (
-            col.is_valid().to_numpy(zero_copy_only=False)[rows]
+            col.is_valid().to_numpy(zero_copy_only=False)
             if col.null_count
-            else np.ones(rows.size, bool)
+            else np.ones(len(col), bool)
         )
+        if rows is not None:
+            codes, valid = codes[rows], valid[rows]
+        gi = g.index()
         pairs = np.unique(np.stack([gi[valid], codes[valid]]), axis=1)
         return pa.array(np.bincount(pairs[0], minlength=n_groups).astype(np.int64)), None
-    if identity:
-        sorted_col = col
-    else:
-        sorted_col = (
-            col if identity else (col.take(pa.array(rows)) if rows.size else col.slice(0, 0))
-        )
+    sorted_col = col if rows is None else col.take(pa.array(rows)) if rows.size else col.slice(0, 0)
     typ = sorted_col.type
     if pa.types.is_string(typ) or pa.types.is_binary(typ):
         if name in ("FIRST", "LAST", "LAST_ROW", "COUNT"):
@@ -1175,6 +1175,8 @@ def _diff(q: A.Select, items, frame: Frame, src: Source, ctx: Context):
     if src.is_stable and not q.partition_by and len(src.tables) > 1:
         raise TsdbError("DIFF over a super table needs PARTITION BY tbname (one series each)")
     order = _group_order(gid, ts)
+    if order is None:
+        order = np.arange(gid.size)
     g = gid[order]
     keep_mask = np.concatenate([[False], g[1:] == g[:-1]]) if g.size else np.zeros(0, bool)
     sub: dict[A.Expr, A.Expr] = {}
