@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from tiny_checkpoints import write_tiny_bert
 from typer.testing import CliRunner
 
 from septet.cli import app
+from septet.errors import InputError
 from septet.transformers.bundled import minilm_path
 
 DATA = Path(__file__).parent / "data"
@@ -73,6 +75,7 @@ def test_generate_answers_through_the_chat_template():
     assert "Paris" in out
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_fill_mask_matches_hf(tmp_path, hf):
     folder = write_tiny_bert(tmp_path / "mlm", head="masked_lm")
     text = "The capital of France is [MASK]."
@@ -96,6 +99,13 @@ def test_fill_mask_matches_hf(tmp_path, hf):
     )
 
 
+def test_fill_mask_refuses_a_model_without_a_masked_lm_head():
+    result = runner.invoke(app, ["transformers", "fill-mask", "a [MASK].", "-m", "minilm"])
+    assert isinstance(result.exception, InputError)
+    assert "no masked-LM head (architectures: BertModel)" in str(result.exception)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_finetune_then_classify(tmp_path):
     base = write_tiny_bert(tmp_path / "tiny", head="base")
     out = septet(
@@ -132,6 +142,7 @@ def test_finetune_then_classify(tmp_path):
         }
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_convert_bin_to_safetensors_keeps_outputs(tmp_path, hf):
     source = write_tiny_bert(tmp_path / "legacy", head="masked_lm", bin_format=True)
     septet("transformers", "convert", str(source), str(tmp_path / "converted"))

@@ -171,13 +171,10 @@ def fill_mask(
     top_k: int = typer.Option(5, "--top-k", "-k"),
 ) -> None:
     """The likeliest tokens for each mask position; one JSON line per mask."""
-    from septet.transformers.auto import AutoModelForMaskedLM
     from septet.transformers.fill_mask import fill_mask as predict
-    from septet.transformers.tokenizer import Tokenizer
+    from septet.transformers.fill_mask import load_masked_lm
 
-    model = _model_path(model)
-    tokenizer = Tokenizer.from_pretrained(model)
-    masked_lm = AutoModelForMaskedLM.from_pretrained(model)
+    masked_lm, tokenizer = load_masked_lm(_model_path(model))
     for row in predict(masked_lm, tokenizer, text, top_k):
         for candidate in row["candidates"]:
             candidate["score"] = round(candidate["score"], 6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from septet.errors import ConfigError, InputError
@@ -46,3 +47,20 @@ def fill_mask(model: Any, tokenizer: Tokenizer, text: str, top_k: int = 5) -> li
             )
         rows.append({"position": position, "candidates": candidates})
     return rows
+
+
+def load_masked_lm(path_or_name: str | Path) -> tuple[Any, Tokenizer]:
+    """(model, tokenizer) of a checkpoint trained with a masked-LM head. A checkpoint without
+    one (a sentence encoder such as all-MiniLM-L6-v2) is refused: its head would be random."""
+    from septet.transformers.auto import AutoModelForMaskedLM
+    from septet.transformers.checkpoint import read_config_dict, resolve_model_path
+    from septet.transformers.tokenizer import Tokenizer
+
+    path = resolve_model_path(path_or_name)
+    architectures = [str(a) for a in read_config_dict(path).get("architectures") or []]
+    if not any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in architectures):
+        raise InputError(
+            f"{path} has no masked-LM head (architectures: {', '.join(architectures) or 'none'}); "
+            "fill-mask needs a checkpoint such as bert-base-uncased or roberta-base"
+        )
+    return AutoModelForMaskedLM.from_pretrained(path), Tokenizer.from_pretrained(path)
