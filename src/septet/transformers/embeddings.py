@@ -12,6 +12,7 @@ length, so a batch is padded only to its own longest text, not to the longest ov
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from septet.common.progress import progress_bar
 from septet.errors import ConfigError, InputError
 
 POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len")
@@ -109,7 +111,10 @@ class SentenceEmbedder:
         order = sorted(range(len(batch)), key=lambda i: -len(encoded[i]))
         device = next(self.model.parameters()).device
         out = torch.empty(len(batch), self.dimension)
-        with torch.inference_mode():
+        # A bar only for long jobs (many batches); quiet off a terminal.
+        many = len(batch) >= 8 * batch_size
+        bar_context = progress_bar(len(batch), "embedding") if many else contextlib.nullcontext()
+        with torch.inference_mode(), bar_context as bar:
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
                 ids, mask = _pad([encoded[i] for i in rows], self._pad_id(), device)
@@ -118,6 +123,8 @@ class SentenceEmbedder:
                 if normalize:
                     vectors = F.normalize(vectors, p=2, dim=1)
                 out[rows] = vectors.cpu()
+                if bar is not None:
+                    bar.advance(len(rows))
         return out[0] if single else out
 
     def similarity(self, queries: str | Sequence[str], documents: Sequence[str]) -> torch.Tensor:
