@@ -96,11 +96,22 @@ def run_select(
         from_stats = _aggregate_from_stats(engine, q, items, src, ctx, t0, t1)
         if from_stats is not None:
             return from_stats
-    frame = _load(engine, src, every, t0, t1, ctx, last_rows=only_last_row)
-    if row_conds:
-        cond = row_conds[0]
-        for c in row_conds[1:]:
-            cond = A.Binary("AND", cond, c)
+    cond = None
+    for c in row_conds:
+        cond = c if cond is None else A.Binary("AND", cond, c)
+    # Conditions on data columns only are applied table by table as rows are read, so only
+    # the rows that pass are ever concatenated.
+    data_names = {c.name for c in src.columns} | set(_TS_ALIASES)
+    early = (
+        cond is not None
+        and src.sub is None
+        and _refs(cond) <= data_names
+        and not any(isinstance(x, A.Func) and x.name in AGGREGATES for x in walk(cond))
+    )
+    frame = _load(
+        engine, src, every, t0, t1, ctx, last_rows=only_last_row, row_cond=cond if early else None
+    )
+    if cond is not None and not early:
         frame = frame.filter(mask_of(evaluate(cond, frame, ctx), frame.length))
     if names & MULTI_ROW:
         if names & (AGGREGATES | ROW_FUNCTIONS) or q.interval is not None:
@@ -345,9 +356,17 @@ def _filter_tables(src: Source, conds: list[A.Expr], ctx: Context) -> list[Table
 
 
 def _load(
-    engine: Engine, src: Source, exprs: list[A.Expr], t0, t1, ctx: Context, last_rows: bool = False
+    engine: Engine,
+    src: Source,
+    exprs: list[A.Expr],
+    t0,
+    t1,
+    ctx: Context,
+    last_rows: bool = False,
+    row_cond: A.Expr | None = None,
 ) -> Frame:
-    """The rows of the source in [t0, t1], with the columns that ``exprs`` name."""
+    """The rows of the source in [t0, t1], with the columns that ``exprs`` name; with
+    ``row_cond`` (on data columns only), just the rows of each table that satisfy it."""
     if src.sub is not None:
         sub = src.sub
         cols = {n: sub.column(n).combine_chunks() for n in sub.column_names}
@@ -379,6 +398,8 @@ def _load(
             rows = None if row is None else row.select([TS] + [col_key(c) for c in col_ids])
         else:
             rows, _ = engine.scan(table.uid, col_ids, t0, t1)
+        if rows is not None and rows.num_rows and row_cond is not None:
+            rows = rows.filter(pa.array(_table_mask(rows, row_cond, data_cols, src, ctx)))
         if rows is None or rows.num_rows == 0:
             counts.append(0)
             continue
@@ -404,6 +425,19 @@ def _load(
     tags = _tag_frame(src)
     lazy = {name: (lambda name=name: tags.get(name).take(pa.array(tid))) for name in tags.names()}
     return Frame(columns, n, lazy)
+
+
+def _table_mask(
+    rows: pa.Table, cond: A.Expr, data_cols: list[Column], src: Source, ctx: Context
+) -> np.ndarray:
+    """``cond`` over one table's rows (internal column names) as a boolean mask."""
+    prec = src.db.options.precision if src.db else ctx.precision
+    ts = rows.column(TS).combine_chunks().cast(pa.timestamp(prec))
+    columns: dict[str, Any] = {c.name: rows.column(col_key(c.id)) for c in data_cols}
+    columns[src.ts_name] = ts
+    for alias in _TS_ALIASES:
+        columns[alias] = ts
+    return mask_of(evaluate(cond, Frame(columns, rows.num_rows), ctx), rows.num_rows)
 
 
 # ----------------------------------------------------------------------------- grouping
