@@ -2,15 +2,6 @@
 direction, eager and compiled on both sides."""
 
 import pytest
-from tests.bridge.helpers import (
-    DIRECTION_IDS,
-    DIRECTIONS,
-    anchor,
-    bridged,
-    compiled,
-    tensor,
-    value_and_grads,
-)
 
 from septet.bridge import (
     jax_from_tensorflow,
@@ -19,6 +10,16 @@ from septet.bridge import (
     tensorflow_from_torch,
     torch_from_jax,
     torch_from_tensorflow,
+)
+
+from .helpers import (
+    DIRECTION_IDS,
+    DIRECTIONS,
+    anchor,
+    bridged,
+    compiled,
+    tensor,
+    value_and_grads,
 )
 
 NAMED = {

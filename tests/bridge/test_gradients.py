@@ -9,15 +9,16 @@ import pytest
 import tensorflow as tf
 import torch
 from jax.test_util import check_grads
-from tests.bridge.helpers import (
+
+from septet.bridge import wrap
+
+from .helpers import (
     DIRECTION_IDS,
     DIRECTIONS,
     FRAMEWORKS,
     several_in_several_out,
     tensor,
 )
-
-from septet.bridge import wrap
 
 A, B, C = [0.3, -1.2, 2.0], [1.5, 0.2, -0.7], [0.9, -0.4, 1.1]
 

@@ -11,10 +11,11 @@ import tensorflow as tf
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.bridge.helpers import DIRECTION_IDS, DIRECTIONS, tensor
 
 from septet.bridge import wrap
 from septet.bridge.nest import flatten
+
+from .helpers import DIRECTION_IDS, DIRECTIONS, tensor
 
 Pair = namedtuple("Pair", "left right")
 

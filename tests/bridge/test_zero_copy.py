@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-from tests.bridge.helpers import DIRECTION_IDS, DIRECTIONS
 
 from septet.bridge import convert, wrap
+
+from .helpers import DIRECTION_IDS, DIRECTIONS
 
 DTYPES = ["float32", "float64", "float16", "bfloat16", "int8", "int32", "int64", "uint8", "bool"]
 
