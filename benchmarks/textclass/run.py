@@ -309,6 +309,13 @@ def table_rows(runs: list[dict], todo: str) -> list[dict]:
     return rows
 
 
+def _documents(run: dict) -> float:
+    """Training documents processed (epochs x documents for the baselines)."""
+    if run.get("documents_seen"):
+        return float(run["documents_seen"])
+    return run["train_docs_per_second"] * run["train_seconds"]
+
+
 def training_rows(runs: list[dict]) -> list[dict]:
     return [
         {
@@ -317,6 +324,9 @@ def training_rows(runs: list[dict]) -> list[dict]:
             "train s": run.get("train_seconds"),
             "train CPU s": run.get("train_cpu_seconds"),
             "train docs/s": run.get("train_docs_per_second"),
+            "train docs per CPU s": _documents(run) / run["train_cpu_seconds"]
+            if run.get("train_cpu_seconds")
+            else None,
             "epochs": run.get("epochs"),
             "documents seen": run.get("documents_seen"),
             "stopped because": run.get("stopped_because"),
@@ -335,6 +345,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N documents")
     parser.add_argument("--fresh", action="store_true", help="ignore cached runs")
+    parser.add_argument(
+        "--report-only", action="store_true", help="write the tables from cached runs, run nothing"
+    )
     parser.add_argument("--results-dir", default=str(RESULTS))
     args = parser.parse_args(argv)
     systems = [s for s in args.systems.split(",") if s]
@@ -359,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     for system in systems:
         for mode in modes if system in NEURAL else ["flat"]:
             key = settings_key(system, mode, args)
-            if key in cache:
+            if key in cache or args.report_only:
                 continue
             print(f"running {system} ({mode})", file=sys.stderr, flush=True)
             if system == "SVM":
@@ -382,10 +395,18 @@ def main(argv: list[str] | None = None) -> None:
     ]
     chosen.sort(key=lambda item: (order[item[0].split("|")[0]], item[0].split("|")[1]))
     runs = [run for _, group in chosen for run in group]
+    done = {(key.split("|")[0], key.split("|")[1]) for key, _ in chosen}
+    missing = [
+        f"{system} ({mode})"
+        for system in systems
+        for mode in (modes if system in NEURAL else ["flat"])
+        if (system, mode) not in done
+    ]
     write_benchmark_results(
         "textclass",
         {
             "runs": runs,
+            "missing": missing,
             "train": len(data[0]),
             "dev": len(data[1]),
             "test": len(data[2]),
@@ -401,7 +422,8 @@ def main(argv: list[str] | None = None) -> None:
             "debtags test, without ::TODO tags": table_rows(runs, "without_todo"),
             "training": training_rows(runs),
         },
-        notes=NOTES.format(budget=args.budget, minilm=args.minilm_budget, epochs=args.epochs),
+        notes=NOTES.format(budget=args.budget, minilm=args.minilm_budget, epochs=args.epochs)
+        + (f"\nNot run in this session's time: {', '.join(missing)}.\n" if missing else ""),
         results_dir=args.results_dir,
     )
 
