@@ -89,3 +89,16 @@ def test_value_dependent_shapes_under_jit_are_a_clear_error():
     with pytest.raises(InputError, match="output shapes depend on the input values"):
         jax.jit(f)(jnp.asarray([1.0, -1.0, 2.0]))
     np.testing.assert_allclose(f(jnp.asarray([1.0, -1.0, 2.0])), [1.0, 2.0])  # eager is fine
+
+
+@pytest.mark.parametrize("x64", [True, False], ids=["x64", "x32"])
+def test_jit_grad_with_an_integer_output_in_both_jax_precisions(x64):
+    # An integer output takes a float0 cotangent under jit; without 64-bit mode torch's int64
+    # argmax must be declared as JAX's int32.
+    f = jax_from_torch(lambda x: (x * 3, torch.argmax(x)))
+    with jax.enable_x64(x64):
+        x = jnp.asarray([1.0, 4.0, 2.0], jnp.float32)
+        grad = jax.jit(jax.grad(lambda v: jnp.sum(f(v)[0])))(x)
+        index = jax.jit(f)(x)[1]
+    np.testing.assert_allclose(grad, [3.0, 3.0, 3.0])
+    assert int(index) == 1 and index.dtype == (jnp.int64 if x64 else jnp.int32)

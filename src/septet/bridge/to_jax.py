@@ -125,7 +125,9 @@ class _Crossing:
                     "input values; call it outside jax.jit or make its output shapes static"
                 )
             self.out_spec = known.out_spec
-            self.out_structs = [jax.ShapeDtypeStruct(s, d) for s, d in known.specs]
+            # Without 64-bit mode JAX holds int64/float64 results as 32-bit (as convert does)
+            canonical = jax.dtypes.canonicalize_dtype
+            self.out_structs = [jax.ShapeDtypeStruct(s, canonical(d)) for s, d in known.specs]
         return self.out_structs
 
     def _forward_callback(self, xs: tuple[Any, ...]) -> tuple[Any, ...]:
