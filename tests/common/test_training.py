@@ -25,6 +25,15 @@ from septet.common.training import (
 from septet.errors import CheckpointError, ConfigError
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The models here are tiny: one torch thread is faster than two fighting on a shared CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def regression_data(samples: int = 37, seed: int = 0) -> TensorDataset:
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(samples, 6, generator=generator)

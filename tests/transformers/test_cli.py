@@ -20,6 +20,9 @@ from septet.errors import InputError
 from septet.transformers.bundled import minilm_path
 
 DATA = Path(__file__).parent / "data"
+# One torch thread: on a shared CPU, two spinning threads make these small runs several times
+# slower (the real MiniLM fine-tune: 31 s instead of 195 s under load).
+pytestmark = pytest.mark.usefixtures("one_thread")
 runner = CliRunner()
 
 
@@ -75,7 +78,6 @@ def test_generate_answers_through_the_chat_template():
     assert "Paris" in out
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_fill_mask_matches_hf(tmp_path, hf):
     folder = write_tiny_bert(tmp_path / "mlm", head="masked_lm")
     text = "The capital of France is [MASK]."
@@ -105,7 +107,6 @@ def test_fill_mask_refuses_a_model_without_a_masked_lm_head():
     assert "no masked-LM head (architectures: BertModel)" in str(result.exception)
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_finetune_then_classify(tmp_path):
     base = write_tiny_bert(tmp_path / "tiny", head="base")
     out = septet(
@@ -142,7 +143,6 @@ def test_finetune_then_classify(tmp_path):
         }
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_convert_bin_to_safetensors_keeps_outputs(tmp_path, hf):
     source = write_tiny_bert(tmp_path / "legacy", head="masked_lm", bin_format=True)
     septet("transformers", "convert", str(source), str(tmp_path / "converted"))

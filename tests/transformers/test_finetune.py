@@ -23,6 +23,9 @@ from septet.transformers.finetune import (
 )
 
 DATA = Path(__file__).parent / "data"
+# One torch thread: on a shared CPU, two spinning threads make these small runs several times
+# slower (the real MiniLM fine-tune: 31 s instead of 195 s under load).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -156,7 +159,6 @@ def test_minilm_learns_package_roles_and_hf_loads_the_result(tmp_path, hf):
     assert top[0][0][1] >= top[0][1][1]
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_multi_label_training_saves_a_multi_label_classifier(tmp_path, hf):
     model_dir = write_tiny_bert(tmp_path / "tiny", head="base")
     config = FinetuneConfig(
@@ -219,7 +221,6 @@ def test_eval_labels_must_be_known(tmp_path):
         )
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_same_configuration_gives_the_same_model(tmp_path):
     from safetensors.torch import load_file
 
