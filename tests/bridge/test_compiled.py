@@ -102,3 +102,15 @@ def test_jit_grad_with_an_integer_output_in_both_jax_precisions(x64):
         index = jax.jit(f)(x)[1]
     np.testing.assert_allclose(grad, [3.0, 3.0, 3.0])
     assert int(index) == 1 and index.dtype == (jnp.int64 if x64 else jnp.int32)
+
+
+def test_float64_tensorflow_inputs_through_32_bit_jax_get_float64_gradients():
+    f = tensorflow_from_jax(lambda x: jnp.sin(x))
+    x = tf.constant([0.0, 1.0], tf.float64)
+    with jax.enable_x64(False):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = f(x)
+        grad = tape.gradient(y, x)
+    assert grad.dtype == tf.float64
+    np.testing.assert_allclose(grad.numpy(), np.cos([0.0, 1.0]), rtol=1e-6)

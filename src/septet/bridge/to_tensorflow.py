@@ -72,13 +72,22 @@ def _eager(src: Any, call: Callable[[list[Any]], Any], leaves: list[Any]) -> Any
             for g, d in zip(upstream, run.differentiable, strict=True)
         ]
         grads = run.vjp(cotangents)
-        return [None if g is None else convert(g, name, "tensorflow") for g in grads]
+        return [
+            None if g is None else _as_dtype_of(convert(g, name, "tensorflow"), x)
+            for g, x in zip(grads, leaves, strict=True)
+        ]
 
     _record_on_tapes(outputs, leaves, backward)
     outputs = [
         o if d else tf.stop_gradient(o) for o, d in zip(outputs, run.differentiable, strict=True)
     ]
     return run.out_spec.rebuild(outputs)
+
+
+def _as_dtype_of(gradient: Any, x: Any) -> Any:
+    # JAX without 64-bit mode computes a float64 input's gradient in float32; TensorFlow wants
+    # the input's dtype back.
+    return gradient if gradient.dtype == x.dtype else tf.cast(gradient, x.dtype)
 
 
 def _record_on_tapes(outputs: list[Any], inputs: list[Any], backward: Callable) -> None:
@@ -128,7 +137,7 @@ def _in_graph(src: Any, call: Callable[[list[Any]], Any], leaves: list[Any]) -> 
             for g, d in zip(upstream, run.differentiable, strict=True)
         ]
         grads = run.vjp(cotangents)
-        return [convert(grads[i], name, "tensorflow") for i in float_inputs]
+        return [_as_dtype_of(convert(grads[i], name, "tensorflow"), xs[i]) for i in float_inputs]
 
     @tf.custom_gradient
     def crossing(*xs: tf.Tensor) -> Any:
