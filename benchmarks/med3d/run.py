@@ -348,7 +348,8 @@ predicts on a grid 4× coarser than the input ({4 * args.spacing:g} mm here), wh
 small lesions. The pretraining is minutes, not days, on two atlases of healthy brains, so
 whatever it transfers is mostly low-level (intensity edges, brain MR texture); expect it to
 help the brain folds most. Scores differ between runs mainly by the seed; treat
-differences of a few hundredths as noise.
+differences of a few hundredths as noise. HD95 `inf` means the network predicted no lesion
+voxel at all on that volume; a final loss near 1 means the Dice part has not started to fall.
 
 Total wall time {total / 60:.1f} min.
 """

@@ -90,12 +90,21 @@ def evaluate_samples(
     scores = []
     for i, sample in enumerate(samples):
         kwargs = {"dataset": dataset} if dataset is not None else {}
-        predicted, restored = predict_sample(model, sample, config, **kwargs)
+        probs = predict_probabilities(
+            model,
+            sample["image"],
+            roi_size=config.patch_size,
+            overlap=config.overlap,
+            blend=config.blend,
+            **kwargs,
+        )
         if original is not None:
-            prediction, target = restored, original[i]
+            # Back to the original grid only when scoring there: with many classes and a
+            # fine original grid the resampled probabilities are large.
+            prediction, target = restore_original_grid(probs, sample["meta"]), original[i]
             affine = sample["meta"]["affine"]
         else:
-            prediction, target, affine = predicted, sample["label"], sample["affine"]
+            prediction, target, affine = probs.argmax(axis=0), sample["label"], sample["affine"]
         spacing = tuple(float(s) for s in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
         dice = dice_per_class(prediction, target, num_classes)
         row: dict[str, Any] = {
