@@ -578,7 +578,9 @@ def mask_of(v: Any, length: int) -> np.ndarray:
     v = _as_bool(v)
     if isinstance(v, pa.Scalar):
         return np.full(length, bool(v.as_py()), dtype=bool)
-    return pc.fill_null(v, False).to_numpy(zero_copy_only=False)
+    if v.null_count:
+        v = pc.fill_null(v, False)
+    return v.to_numpy(zero_copy_only=False)
 
 
 def isfinite_number(x: Any) -> bool:

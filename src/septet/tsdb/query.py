@@ -398,15 +398,15 @@ def _load(
             rows = None if row is None else row.select([TS] + [col_key(c) for c in col_ids])
         else:
             rows, _ = engine.scan(table.uid, col_ids, t0, t1)
-        if rows is not None and rows.num_rows and row_cond is not None:
-            rows = rows.filter(pa.array(_table_mask(rows, row_cond, data_cols, src, ctx)))
         if rows is None or rows.num_rows == 0:
             counts.append(0)
             continue
         parts.append(rows)
         counts.append(rows.num_rows)
-    n = sum(counts)
     prec = src.db.options.precision if src.db else ctx.precision
+    if row_cond is not None and parts:
+        parts, counts = _filter_parts(parts, counts, row_cond, data_cols, src, prec, ctx)
+    n = sum(counts)
     if parts:
         merged = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
         ts_np = merged.column(TS).to_numpy()
@@ -427,17 +427,49 @@ def _load(
     return Frame(columns, n, lazy)
 
 
-def _table_mask(
-    rows: pa.Table, cond: A.Expr, data_cols: list[Column], src: Source, ctx: Context
-) -> np.ndarray:
-    """``cond`` over one table's rows (internal column names) as a boolean mask."""
-    prec = src.db.options.precision if src.db else ctx.precision
-    ts = rows.column(TS).combine_chunks().cast(pa.timestamp(prec))
-    columns: dict[str, Any] = {c.name: rows.column(col_key(c.id)) for c in data_cols}
-    columns[src.ts_name] = ts
-    for alias in _TS_ALIASES:
-        columns[alias] = ts
-    return mask_of(evaluate(cond, Frame(columns, rows.num_rows), ctx), rows.num_rows)
+def _filter_parts(
+    parts: list[pa.Table],
+    counts: list[int],
+    cond: A.Expr,
+    data_cols: list[Column],
+    src: Source,
+    prec: str,
+    ctx: Context,
+) -> tuple[list[pa.Table], list[int]]:
+    """Apply ``cond`` (data columns only) to every table's rows: one evaluation over all of
+    them (chunked, nothing concatenated), then each table keeps its passing rows."""
+    refs = _refs(cond)
+    columns: dict[str, Any] = {}
+    for c in data_cols:
+        if c.name in refs:
+            columns[c.name] = pa.chunked_array(
+                [ch for p in parts for ch in p.column(col_key(c.id)).chunks],
+                arrow_type(c.type, prec),
+            )
+    if refs & ({src.ts_name} | set(_TS_ALIASES)):
+        ts = pa.chunked_array([ch for p in parts for ch in p.column(TS).chunks], pa.int64())
+        ts = ts.cast(pa.timestamp(prec))
+        for name in (src.ts_name, *_TS_ALIASES):
+            columns[name] = ts
+    total = sum(p.num_rows for p in parts)
+    mask = mask_of(evaluate(cond, Frame(columns, total), ctx), total)
+    kept, kept_counts = [], []
+    at = 0
+    it = iter(parts)
+    for c in counts:
+        if c == 0:
+            kept_counts.append(0)
+            continue
+        part = next(it)
+        m = mask[at : at + c]
+        at += c
+        hits = int(m.sum())
+        kept_counts.append(hits)
+        if hits == c:
+            kept.append(part)
+        elif hits:
+            kept.append(part.filter(pa.array(m)))
+    return kept, kept_counts
 
 
 # ----------------------------------------------------------------------------- grouping
