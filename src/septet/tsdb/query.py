@@ -557,7 +557,10 @@ class Windows:
     def assign(self, ts: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """(row, window start) for every window each row falls in (rows None: all, once)."""
         k = -(-self.interval // self.sliding)
-        base = (ts - self.offset) // self.sliding * self.sliding + self.offset
+        base = ts - self.offset  # in place from here: one allocation for millions of rows
+        base //= self.sliding
+        base *= self.sliding
+        base += self.offset
         if k == 1:
             return None, base  # None: every row, in order, in exactly one window
         rows, starts = [], []
@@ -618,11 +621,13 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
     if wins is not None:
         rows, wstart = wins.assign(ts)
         wbase = int(wstart.min()) if wstart.size else 0
-        widx = (wstart - wbase) // wins.sliding
+        widx = wstart - wbase
+        widx //= wins.sliding
         n_win = int(widx.max()) + 1 if widx.size else 1
         prow = pid if rows is None else pid[rows]
         if n_part * n_win < 2**62:  # ordering and change points need no dense ids
-            gid = prow * n_win + widx
+            gid = prow * n_win
+            gid += widx
         else:
             gid, _ = _combine([(prow, n_part), (widx, n_win)], prow.size)
     else:
