@@ -97,8 +97,7 @@ def train(
     device: str = DeviceOption,
     config_file: Path = ConfigOption,
 ) -> None:
-    """Fine-tune (or train from scratch) a ResNet: segmentation for cases with label volumes,
-    classification for list files whose second field is a class index."""
+    """Fine-tune or train a ResNet (segmentation; classification for class-index lists)."""
     from septet.med3d.datasets import load_cases
     from septet.med3d.training import train as run_train
     from septet.med3d.training import train_classifier
@@ -197,8 +196,7 @@ def predict(
     ),
     device: str = DeviceOption,
 ) -> None:
-    """Segment a volume (the mask keeps the input's affine and header), or, with a
-    classification model, print the class probabilities."""
+    """Segment a volume into a NIfTI mask on its grid, or classify it."""
     from septet.common.device import choose_device
     from septet.med3d.inference import predict_file
     from septet.med3d.weights import load_model
