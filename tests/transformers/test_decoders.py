@@ -10,9 +10,10 @@ import torch
 
 import transformers
 from septet.errors import CheckpointError, ConfigError, InputError
-from septet.transformers.gpt2 import GPT2LMHeadModel, GPT2Model
+from septet.transformers.gpt2 import GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
 from septet.transformers.llama import (
     LlamaForCausalLM,
+    LlamaForSequenceClassification,
     LlamaModel,
     MistralForCausalLM,
     Qwen2ForCausalLM,
@@ -287,3 +288,26 @@ def test_bad_inputs_are_input_errors(tmp_path):
         model(torch.tensor([[1, 2, 3]]), attention_mask=torch.ones(1, 2, dtype=torch.long))
     with pytest.raises(InputError, match="integer"):
         model(torch.rand(1, 3))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_sequence_classification_reads_the_last_real_token_like_hf(family, tmp_path):
+    if family == "gpt2":
+        config = transformers.GPT2Config(**{**GPT2_SMALL, "pad_token_id": 0}, num_labels=3)
+        hf_model = _randomised(transformers.GPT2ForSequenceClassification(config))
+        septet_class, vocab = GPT2ForSequenceClassification, GPT2_SMALL["vocab_size"]
+    else:
+        config = transformers.LlamaConfig(**SMALL_LLAMA, pad_token_id=0, num_labels=3)
+        hf_model = _randomised(transformers.LlamaForSequenceClassification(config))
+        septet_class, vocab = LlamaForSequenceClassification, SMALL_LLAMA["vocab_size"]
+    hf_model.save_pretrained(tmp_path)
+    model = septet_class.from_pretrained(tmp_path)
+    ids = torch.randint(1, vocab, (3, 10), generator=torch.Generator().manual_seed(4))
+    ids[1, 6:] = 0  # right padding: the score is read at position 5
+    mask = (ids != 0).long()
+    labels = torch.tensor([0, 2, 1])
+    with torch.no_grad():
+        want = hf_model(ids, attention_mask=mask, labels=labels)
+        got = model(ids, attention_mask=mask, labels=labels)
+    torch.testing.assert_close(got.logits, want.logits, atol=TOLERANCE, rtol=0)
+    assert abs(got.loss.item() - want.loss.item()) < 1e-5

@@ -18,16 +18,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from septet.errors import ConfigError, InputError
-from septet.transformers.config import ModelConfig
-from septet.transformers.kv_cache import (
-    KVCache,
-    attention_mask_for,
-    causal_lm_loss,
-    check_input_ids,
-    positions_from_mask,
+from septet.transformers.causal_lm import (
+    CausalLMHead,
+    DecoderSequenceClassifier,
+    begin_pass,
+    score_layer,
 )
+from septet.transformers.config import ModelConfig
+from septet.transformers.kv_cache import KVCache, attention_mask_for
 from septet.transformers.modeling import PreTrainedModel, activation
-from septet.transformers.outputs import BaseModelOutput, CausalLMOutput
+from septet.transformers.outputs import BaseModelOutput
 from septet.transformers.quantize import refuse_if_quantized
 
 # Projections HF keeps as Conv1D (in, out); ours are nn.Linear (out, in).
@@ -205,18 +205,10 @@ class GPT2Model(_GPT2Checkpoint, PreTrainedModel):
     ) -> BaseModelOutput:
         """``input_ids`` (B, S) new tokens; ``attention_mask`` (B, T) 0/1 over cached and
         new slots (left padding allowed); returns (B, S, E) hidden states and the cache."""
-        b, s = check_input_ids(input_ids, self.config.vocab_size)
-        cache = past_key_values
-        if cache is None and use_cache:
-            cache = self.new_cache(b, s)
-        past = cache.length if cache is not None else 0
-        if attention_mask is not None and attention_mask.shape != (b, past + s):
-            raise InputError(
-                f"attention_mask has shape {tuple(attention_mask.shape)}; expected "
-                f"({b}, {past + s}): one 0/1 per cached and new token"
-            )
-        if position_ids is None:
-            position_ids = positions_from_mask(attention_mask, past, s, input_ids.device)
+        cache, past, position_ids = begin_pass(
+            self, input_ids, attention_mask, position_ids, past_key_values, use_cache
+        )
+        b, s = input_ids.shape
         if int(position_ids.max()) >= self.config.n_positions:
             raise InputError(
                 f"GPT-2 has {self.config.n_positions} positions; position "
@@ -248,7 +240,7 @@ class GPT2Model(_GPT2Checkpoint, PreTrainedModel):
         )
 
 
-class GPT2LMHeadModel(_GPT2Checkpoint, PreTrainedModel):
+class GPT2LMHeadModel(_GPT2Checkpoint, CausalLMHead):
     """GPT2Model plus the LM head, tied to the token embeddings."""
 
     config_class = GPT2Config
@@ -261,39 +253,15 @@ class GPT2LMHeadModel(_GPT2Checkpoint, PreTrainedModel):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.post_init()
 
-    def new_cache(self, batch_size: int, capacity: int) -> KVCache:
-        """An empty KV cache (see GPT2Model.new_cache)."""
-        return self.transformer.new_cache(batch_size, capacity)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        use_cache: bool = False,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        logits_to_keep: int = 0,
-    ) -> CausalLMOutput:
-        """Next-token logits (B, S, V) (only the last ``logits_to_keep`` when > 0); with
-        ``labels``, the shifted mean cross-entropy (label -100 ignored)."""
-        out = self.transformer(
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            use_cache=use_cache,
-            output_hidden_states=output_hidden_states,
-        )
-        x = out.last_hidden_state
-        if logits_to_keep > 0:
-            x = x[:, -logits_to_keep:]
-        logits = self.lm_head(x)
-        loss = causal_lm_loss(logits, labels) if labels is not None else None
-        return CausalLMOutput(
-            logits=logits,
-            loss=loss,
-            past_key_values=out.past_key_values,
-            hidden_states=out.hidden_states,
-        )
+class GPT2ForSequenceClassification(_GPT2Checkpoint, DecoderSequenceClassifier):
+    """GPT2Model plus a classifier read at each sequence's last real token."""
+
+    config_class = GPT2Config
+    base_model_prefix = "transformer"
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.transformer = GPT2Model(config)
+        self.score = score_layer(config.n_embd, config.num_labels)
+        self.post_init()

@@ -1,5 +1,5 @@
-"""The key/value cache decoders keep between generation steps, the attention masks and
-position ids over its slots, and the input check and loss every decoder family shares.
+"""The key/value cache decoders keep between generation steps, and the attention masks and
+position ids over its slots.
 
 The cache is preallocated: one key and one value tensor per layer, shaped
 (batch, kv_heads, capacity, head_dim), written in place at the current length. Decoding a
@@ -14,9 +14,6 @@ holds a pad token. The attention mask (batch, slots) says which slots hold real 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-
-from septet.errors import InputError
 
 
 class KVCache:
@@ -120,24 +117,8 @@ def attention_mask_for(
 
 
 # ------------------------------------------------------------------------------------------
-# Decoder inputs and loss, shared by the families
+# Position ids
 # ------------------------------------------------------------------------------------------
-
-
-def check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> tuple[int, int]:
-    """(batch, seq) of a valid ``input_ids``; InputError for a wrong shape, dtype or id."""
-    if input_ids.dim() != 2 or input_ids.dtype not in (torch.long, torch.int):
-        raise InputError(
-            f"input_ids must be a (batch, seq) integer tensor, got {input_ids.dtype} "
-            f"of shape {tuple(input_ids.shape)}"
-        )
-    if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab_size):
-        raise InputError(
-            f"input_ids holds token ids outside 0..{vocab_size - 1} (min {int(input_ids.min())}, "
-            f"max {int(input_ids.max())}); the tokenizer does not match the model"
-        )
-    b, s = input_ids.shape
-    return b, s
 
 
 def positions_from_mask(
@@ -150,9 +131,3 @@ def positions_from_mask(
     positions = attention_mask.long().cumsum(-1) - 1
     positions = positions.masked_fill(attention_mask == 0, 1)
     return positions[:, past : past + new]
-
-
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of logits at t against labels at t + 1 (label -100 ignored)."""
-    shifted = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-    return F.cross_entropy(shifted, labels[:, 1:].reshape(-1), ignore_index=-100)

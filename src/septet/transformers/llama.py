@@ -19,19 +19,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from septet.errors import ConfigError, InputError
-from septet.transformers.config import ModelConfig
-from septet.transformers.kv_cache import (
-    KVCache,
-    attention_mask_for,
-    causal_lm_loss,
-    check_input_ids,
-    positions_from_mask,
+from septet.errors import ConfigError
+from septet.transformers.causal_lm import (
+    CausalLMHead,
+    DecoderSequenceClassifier,
+    begin_pass,
+    score_layer,
 )
+from septet.transformers.config import ModelConfig
+from septet.transformers.kv_cache import KVCache, attention_mask_for
 from septet.transformers.modeling import PreTrainedModel, activation
-from septet.transformers.outputs import BaseModelOutput, CausalLMOutput
+from septet.transformers.outputs import BaseModelOutput
 from septet.transformers.quantize import refuse_if_quantized
-from septet.transformers.rope import RotaryEmbedding, apply_rotary, check_rope_scaling
+from septet.transformers.rope import (
+    RotaryEmbedding,
+    apply_rotary,
+    check_rope_scaling,
+    signed_sin,
+)
 
 
 @dataclasses.dataclass
@@ -205,13 +210,18 @@ class LlamaAttention(nn.Module):
     ) -> torch.Tensor:
         b, s, _ = x.shape
         h, k, d = self.num_heads, self.num_kv_heads, self.head_dim
+        cos, sin = rope  # (B, S, 1, D): rotation in the (B, S, heads, D) layout
         if self.qkv_proj is not None:
-            q, key, value = self.qkv_proj(x).split((h * d, k * d, k * d), dim=-1)
+            qkv = self.qkv_proj(x)
+            # q and k rotate together: one rotation for all their heads.
+            qk = apply_rotary(qkv[..., : (h + k) * d].view(b, s, h + k, d), cos, sin)
+            q, key = qk[:, :, :h], qk[:, :, h:]
+            value = qkv[..., (h + k) * d :].view(b, s, k, d)
         else:
-            q, key, value = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        q = apply_rotary(q.view(b, s, h, d).transpose(1, 2), *rope)  # (B, H, S, D)
-        key = apply_rotary(key.view(b, s, k, d).transpose(1, 2), *rope)  # (B, K, S, D)
-        value = value.view(b, s, k, d).transpose(1, 2)
+            q = apply_rotary(self.q_proj(x).view(b, s, h, d), cos, sin)
+            key = apply_rotary(self.k_proj(x).view(b, s, k, d), cos, sin)
+            value = self.v_proj(x).view(b, s, k, d)
+        q, key, value = q.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
         if cache is not None:
             key, value = cache.update(self.layer, key, value)  # (B, K, T, D)
         out = F.scaled_dot_product_attention(
@@ -329,20 +339,13 @@ class LlamaModel(PreTrainedModel):
     ) -> BaseModelOutput:
         """``input_ids`` (B, S) new tokens; ``attention_mask`` (B, T) 0/1 over the cached and
         new slots (left padding allowed); returns (B, S, E) hidden states and the cache."""
-        b, s = check_input_ids(input_ids, self.config.vocab_size)
-        cache = past_key_values
-        if cache is None and use_cache:
-            cache = self.new_cache(b, s)
-        past = cache.length if cache is not None else 0
-        if attention_mask is not None and attention_mask.shape != (b, past + s):
-            raise InputError(
-                f"attention_mask has shape {tuple(attention_mask.shape)}; expected "
-                f"({b}, {past + s}): one 0/1 per cached and new token"
-            )
-        if position_ids is None:
-            position_ids = positions_from_mask(attention_mask, past, s, input_ids.device)
+        cache, past, position_ids = begin_pass(
+            self, input_ids, attention_mask, position_ids, past_key_values, use_cache
+        )
+        b, s = input_ids.shape
         x = self.embed_tokens(input_ids)
-        rope = self.rotary_emb(position_ids)
+        cos, sin = self.rotary_emb(position_ids)
+        rope = (cos[:, :, None], signed_sin(sin)[:, :, None])  # shared by every layer
         masks = {
             window: attention_mask_for(
                 attention_mask,
@@ -371,7 +374,7 @@ class LlamaModel(PreTrainedModel):
         )
 
 
-class LlamaForCausalLM(PreTrainedModel):
+class LlamaForCausalLM(CausalLMHead):
     """LlamaModel plus the LM head (tied to the token embeddings when the config says so)."""
 
     config_class = LlamaConfig
@@ -388,48 +391,22 @@ class LlamaForCausalLM(PreTrainedModel):
     def _init_module(self, module: nn.Module) -> None:
         _init_llama_module(self, module)
 
-    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
-        """HF names and layouts (refused once quantised for decoding)."""
-        refuse_if_quantized(self)
-        return super().checkpoint_state_dict()
 
-    def new_cache(self, batch_size: int, capacity: int) -> KVCache:
-        """An empty KV cache (see LlamaModel.new_cache)."""
-        return self.model.new_cache(batch_size, capacity)
+class LlamaForSequenceClassification(DecoderSequenceClassifier):
+    """LlamaModel plus a classifier read at each sequence's last real token."""
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        use_cache: bool = False,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        logits_to_keep: int = 0,
-    ) -> CausalLMOutput:
-        """Next-token logits (B, S, V) (only the last ``logits_to_keep`` positions when > 0);
-        with ``labels`` (B, S), the mean cross-entropy of predicting token t+1 at t
-        (label -100 ignored)."""
-        out = self.model(
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            use_cache=use_cache,
-            output_hidden_states=output_hidden_states,
-        )
-        x = out.last_hidden_state
-        if logits_to_keep > 0:
-            x = x[:, -logits_to_keep:]
-        logits = self.lm_head(x)
-        loss = causal_lm_loss(logits, labels) if labels is not None else None
-        return CausalLMOutput(
-            logits=logits,
-            loss=loss,
-            past_key_values=out.past_key_values,
-            hidden_states=out.hidden_states,
-        )
+    config_class = LlamaConfig
+    base_model_prefix = "model"
+    ignored_checkpoint_keys: ClassVar[tuple[str, ...]] = (r"rotary_emb\.inv_freq$",)
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__(config)
+        self.model = LlamaModel(config)
+        self.score = score_layer(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def _init_module(self, module: nn.Module) -> None:
+        _init_llama_module(self, module)
 
 
 # Family members differ only by config; HF names their classes per family, so do we.
@@ -453,5 +430,17 @@ class MistralForCausalLM(LlamaForCausalLM):
 
 class Qwen2ForCausalLM(LlamaForCausalLM):
     """Qwen2 (q/k/v biases)."""
+
+    config_class = Qwen2Config
+
+
+class MistralForSequenceClassification(LlamaForSequenceClassification):
+    """Mistral with a sequence classifier."""
+
+    config_class = MistralConfig
+
+
+class Qwen2ForSequenceClassification(LlamaForSequenceClassification):
+    """Qwen2 with a sequence classifier."""
 
     config_class = Qwen2Config
