@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_checkpoints import write_tiny_bert
+from .tiny_checkpoints import write_tiny_bert
 from typer.testing import CliRunner
 
 from septet.cli import app

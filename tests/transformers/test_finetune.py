@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_checkpoints import write_tiny_bert
+from .tiny_checkpoints import write_tiny_bert
 
 from septet.common.training import OptimizerConfig, TrainingConfig
 from septet.errors import ConfigError, InputError, NotFoundError
