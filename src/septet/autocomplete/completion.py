@@ -1,0 +1,296 @@
+"""Completion: a beam search constrained by the partly typed token, over a cached context.
+
+Text before the cursor = context + the last piece (the Python token being typed, see
+:mod:`septet.autocomplete.tokenization`). The context is encoded and fed once; its state is
+cached, so typing one more character of the same token costs no model call for the context,
+and a longer context only feeds the new tokens (a prefix of the old one is reused).
+
+The search extends the typed piece token by token. While the typed bytes are not yet covered,
+a token must agree with them (start with what is left, or be a prefix of it); after that, a
+token must continue the same piece. A beam ends where the piece ends: its score is the beam's
+log-probability plus that of "the next token starts a new piece", so a candidate's probability
+is that of the whole Python token, ended. Nothing crosses a token or line boundary.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from septet.autocomplete.tokenization import CodeTokenizer, is_one_piece, split_pieces
+
+_WORD = re.compile(r"\w+")
+_BLANK = re.compile(r"[ \t]+")
+
+
+@dataclass
+class Candidate:
+    """One completion: ``text`` is what to insert at the cursor."""
+
+    text: str
+    probability: float  # share among the candidates found, including "nothing to add"
+    log_probability: float  # the model's log P(this whole token | context)
+
+
+@dataclass
+class _Beam:
+    ids: list[int]
+    data: bytes
+    score: float
+    row: int  # row in the batched state / log-probs
+
+
+@dataclass
+class _ContextCache:
+    ids: list[int] = field(default_factory=list)
+    state: Any = None
+    logprobs: torch.Tensor | None = None
+    snapshots: list[tuple[int, Any, torch.Tensor]] = field(default_factory=list)
+
+
+class Completer:
+    """Ranked completions of the Python token at the cursor, for one editor buffer at a time."""
+
+    def __init__(
+        self,
+        tokenizer: CodeTokenizer,
+        scorer: Any,
+        *,
+        beam_size: int = 8,
+        max_tokens: int = 10,
+        context_window: int = 384,
+    ):
+        self.tokenizer = tokenizer
+        self.scorer = scorer
+        self.beam_size = beam_size
+        self.max_tokens = max_tokens
+        self.context_window = context_window
+        self._cache = _ContextCache()
+        self.context_tokens_fed = 0  # tokens fed for contexts: shows the cache at work
+        token_bytes = tokenizer.token_bytes
+        self._token_bytes = token_bytes
+        self._sorted = sorted((b, i) for i, b in enumerate(token_bytes) if b)
+        self._sorted_keys = [b for b, _ in self._sorted]
+        self._by_bytes = {b: i for i, b in enumerate(token_bytes) if b}
+        texts = [b.decode("utf-8", "replace") for b in token_bytes]
+        self._texts = texts
+        vocab = len(token_bytes)
+        self._word_mask = torch.tensor([bool(_WORD.fullmatch(t)) for t in texts])
+        self._blank_mask = torch.tensor([bool(_BLANK.fullmatch(t)) for t in texts])
+        self._other = [i for i, t in enumerate(texts) if t and not _WORD.match(t) and t.strip()]
+        self._mask_cache: dict[str, torch.Tensor] = {}
+        self._nothing = torch.zeros(vocab, dtype=torch.bool)
+
+    # -- context ---------------------------------------------------------------------------
+    def _window(self, ids: list[int]) -> list[int]:
+        """The last tokens of the context; the start moves in half-window jumps so that the
+        cached state stays reusable between jumps."""
+        if len(ids) <= self.context_window:
+            return ids
+        step = self.context_window // 2
+        start = ((len(ids) - self.context_window) // step + 1) * step
+        return ids[start:]
+
+    def _context(self, ids: list[int]) -> tuple[torch.Tensor, Any]:
+        """(log-probs of the next token, state) after ``ids``, reusing the cache."""
+        if not ids:
+            ids = [self.tokenizer.end_of_file_id]  # a file starts after a file separator
+        cache = self._cache
+        if cache.logprobs is not None and ids == cache.ids:
+            return cache.logprobs, cache.state
+        common = 0
+        for a, b in zip(cache.ids, ids, strict=False):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(ids) - 1)  # at least one token is fed, to get log-probs
+        start, state = 0, None
+        if self.scorer.length(cache.state) is not None:  # a decoder cache: cut back in place
+            if common > 0:
+                cache.state.length = common
+                start, state = common, cache.state
+        else:  # a recurrent state: go back to the last snapshot inside the common prefix
+            for n, snap_state, _ in reversed(cache.snapshots):
+                if n <= common:
+                    start, state = n, snap_state
+                    break
+        new = torch.tensor([ids[start:]], dtype=torch.long)
+        logprobs, state = self.scorer.advance(state, new)
+        self.context_tokens_fed += len(ids) - start
+        snapshots = [s for s in cache.snapshots if s[0] <= start][-32:]
+        if self.scorer.length(state) is None:
+            snapshots.append((len(ids), state, logprobs))
+        self._cache = _ContextCache(list(ids), state, logprobs, snapshots)
+        return logprobs, state
+
+    # -- constraint masks --------------------------------------------------------------------
+    def _continuing(self, piece: str) -> torch.Tensor:
+        """Tokens that extend ``piece`` and stay one piece."""
+        if not piece:
+            return ~self._nothing
+        first = piece[0]
+        if first.isalnum() or first == "_":
+            return self._word_mask
+        if first in " \t":
+            return self._blank_mask
+        if piece not in self._mask_cache:
+            mask = self._nothing.clone()
+            for i in self._other:
+                if is_one_piece(piece + self._texts[i]):
+                    mask[i] = True
+            self._mask_cache[piece] = mask
+        return self._mask_cache[piece]
+
+    def _agreeing(self, remaining: bytes) -> list[int]:
+        """Tokens whose bytes start with ``remaining`` or are a prefix of it."""
+        out = []
+        lo = bisect.bisect_left(self._sorted_keys, remaining)
+        hi = lo
+        while hi < len(self._sorted) and self._sorted_keys[hi].startswith(remaining):
+            out.append(self._sorted[hi][1])
+            hi += 1
+        for n in range(1, len(remaining)):
+            i = self._by_bytes.get(remaining[:n])
+            if i is not None:
+                out.append(i)
+        return out
+
+    # -- search ------------------------------------------------------------------------------
+    def split(self, text: str) -> tuple[str, str]:
+        """(context, the piece being typed) of the text before the cursor."""
+        pieces = split_pieces(text)
+        if not pieces:
+            return text, ""
+        last = pieces[-1]
+        before = text[: len(text) - len(last)]
+        # A piece nothing can extend ("(", a newline) and blanks inside a line are finished:
+        # the completion is then the next token. Indentation after a newline stays open.
+        mid_line_blank = last.strip(" \t") == "" and before and not before.endswith("\n")
+        if mid_line_blank or not bool(self._continuing(last).any()):
+            return text, ""
+        return before, last
+
+    @torch.inference_mode()
+    def complete(self, text: str, limit: int = 5) -> list[Candidate]:
+        """Up to ``limit`` ranked completions of the token at the end of ``text``."""
+        context, typed = self.split(text)
+        ctx_ids = self._window(self.tokenizer.encode(context))
+        logprobs, state = self._context(ctx_ids)
+        prefix = typed.encode("utf-8")
+        finished: dict[bytes, float] = {}
+        beams = [_Beam([], b"", 0.0, 0)]
+        all_logprobs = logprobs  # (1, V): the context is one sequence
+        for _ in range(self.max_tokens):
+            options: list[tuple[float, _Beam, int]] = []
+            for beam in beams:
+                lp = all_logprobs[beam.row]
+                done = len(beam.data) >= len(prefix)
+                piece = _decode(beam.data) if done else None
+                if done and beam.ids:
+                    if piece is None:
+                        continue
+                    cont = self._continuing(piece)
+                    p_cont = float(lp[cont].exp().sum()) if cont.any() else 0.0
+                    end = beam.score + math.log(max(1.0 - p_cont, 1e-12))
+                    finished[beam.data] = max(finished.get(beam.data, -math.inf), end)
+                    allowed = cont.nonzero().flatten()
+                elif not done:
+                    allowed = torch.tensor(
+                        self._agreeing(prefix[len(beam.data) :]), dtype=torch.long
+                    )
+                else:  # nothing typed yet: the first token of a new piece
+                    allowed = (~self._nothing).nonzero().flatten()
+                    allowed = allowed[allowed != self.tokenizer.end_of_file_id]
+                if len(allowed) == 0:
+                    continue
+                scores = lp[allowed]
+                k = min(self.beam_size, len(allowed))
+                top = torch.topk(scores, k)
+                for s, j in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+                    options.append((beam.score + s, beam, int(allowed[j])))
+            if not options:
+                break
+            options.sort(key=lambda o: -o[0])
+            options = options[: self.beam_size]
+            worst_kept = sorted(finished.values(), reverse=True)[: limit + 1]
+            if len(worst_kept) > limit and options[0][0] < worst_kept[-1]:
+                break  # no live beam can beat the candidates already found
+            rows = torch.tensor([o[1].row for o in options], dtype=torch.long)
+            ids = torch.tensor([[o[2]] for o in options], dtype=torch.long)
+            # the first step forks the (cached, shared) context state; later ones reorder beams
+            step_state = self.scorer.select(state, rows)
+            all_logprobs, state = self.scorer.advance(step_state, ids)
+            beams = [
+                _Beam([*o[1].ids, o[2]], o[1].data + self._token_bytes[o[2]], o[0], r)
+                for r, o in enumerate(options)
+            ]
+        return self._rank(finished, prefix, limit)
+
+    def _rank(self, finished: dict[bytes, float], prefix: bytes, limit: int) -> list[Candidate]:
+        if not finished:
+            return []
+        top = max(finished.values())
+        total = sum(math.exp(v - top) for v in finished.values())
+        out = []
+        for data, score in sorted(finished.items(), key=lambda kv: -kv[1]):
+            text = _decode(data)
+            if text is None or len(data) <= len(prefix):
+                continue
+            out.append(
+                Candidate(text[len(prefix.decode()) :], math.exp(score - top) / total, score)
+            )
+        return out[:limit]
+
+    @torch.inference_mode()
+    def complete_line(self, text: str, max_tokens: int = 48) -> str:
+        """The rest of the current line, greedily (for line-completion metrics)."""
+        context, typed = self.split(text)
+        ids = self._window(self.tokenizer.encode(context))
+        logprobs, state = self._context(ids)
+        state = self.scorer.copy(state)
+        logprobs = logprobs[0]
+        out = b""
+        prefix = typed.encode()
+        for _ in range(max_tokens):
+            if len(out) < len(prefix):
+                allowed = torch.tensor(self._agreeing(prefix[len(out) :]), dtype=torch.long)
+                if len(allowed) == 0:
+                    break
+                token = int(allowed[logprobs[allowed].argmax()])
+            else:
+                token = int(logprobs.argmax())
+            data = self._token_bytes[token]
+            if token == self.tokenizer.end_of_file_id or b"\n" in data:
+                out += data.split(b"\n")[0]
+                break
+            out += data
+            logprobs, state = self.scorer.advance(state, torch.tensor([[token]]))
+            logprobs = logprobs[0]
+        return out.decode("utf-8", "replace")[len(typed) :]
+
+
+def _decode(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def default_model_dir() -> Path:
+    """The model shipped inside the package."""
+    return Path(__file__).with_name("default_model")
+
+
+def load_completer(model_dir: str | Path | None = None, **options: Any) -> Completer:
+    """A :class:`Completer` over a trained model folder (default: the shipped model)."""
+    from septet.autocomplete.models import NextTokenScorer, load_model
+
+    folder = Path(model_dir) if model_dir is not None else default_model_dir()
+    tokenizer = CodeTokenizer.load(folder)
+    return Completer(tokenizer, NextTokenScorer(load_model(folder)), **options)

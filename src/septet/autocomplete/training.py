@@ -1,0 +1,181 @@
+"""Train an autocomplete model: corpus -> BPE -> token windows -> the shared training loop.
+
+The output folder is self-contained: ``tokenizer.json``, the model (``autocomplete.json`` says
+which kind), ``loss_curve.json`` / ``loss_curve.csv``, and ``training.json`` recording the
+command, corpus, sizes, time and held-out loss. Checkpoints go to ``checkpoints/`` inside it;
+``resume=True`` continues from the newest one exactly (same tokenizer, same batches).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from septet.autocomplete.corpus import read_corpus, split_by_file, stdlib_dir
+from septet.autocomplete.tokenization import CodeTokenizer
+from septet.errors import InputError
+
+
+@dataclass
+class AutocompleteTrainingConfig:
+    """What to train and for how long."""
+
+    kind: str = "lstm"  # "lstm" or "llama"
+    size: str = "small"  # "tiny" (tests, demo) or "small"
+    vocab_size: int = 4096
+    seq_len: int = 128
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    max_steps: int = 2000
+    max_minutes: float | None = None  # stop earlier when this much wall time has passed
+    eval_every: int = 100
+    eval_windows: int = 64
+    checkpoint_every: int = 100
+    validation_fraction: float = 0.05
+    tokenizer_sample_bytes: int = 8_000_000
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def token_windows(token_lists: list[list[int]], separator: int, length: int) -> Any:
+    """Concatenate files (separated by ``separator``) and cut into (N, length) windows."""
+    import torch
+
+    stream: list[int] = []
+    for ids in token_lists:
+        stream.extend(ids)
+        stream.append(separator)
+    n = len(stream) // length
+    if n == 0:
+        raise InputError(f"the corpus has {len(stream)} tokens, fewer than one window ({length})")
+    return torch.tensor(stream[: n * length], dtype=torch.long).view(n, length)
+
+
+def train_autocomplete(
+    out_dir: str | Path,
+    corpus: str | Path | None = None,
+    config: AutocompleteTrainingConfig | None = None,
+    *,
+    resume: bool = False,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train on the .py files under ``corpus`` (default: the stdlib without tests); returns
+    the summary also written to ``training.json``."""
+    import torch
+
+    from septet.autocomplete.models import build_model, language_model_loss, save_model
+    from septet.common.atomic import atomic_write_json, atomic_write_text
+    from septet.common.training import OptimizerConfig, Trainer, TrainerCallback, TrainingConfig
+
+    config = config or AutocompleteTrainingConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus_dir = Path(corpus) if corpus is not None else stdlib_dir()
+    started = time.time()
+    files = read_corpus(corpus_dir, exclude_tests=True)
+    train_files, valid_files = split_by_file(files, config.validation_fraction)
+
+    if resume and (out / "tokenizer.json").is_file():
+        tokenizer = CodeTokenizer.load(out)
+    else:
+        sample, total = [], 0
+        for f in train_files:  # a byte budget keeps BPE training short on big corpora
+            if total > config.tokenizer_sample_bytes:
+                break
+            sample.append(f.text)
+            total += len(f.text)
+        tokenizer = CodeTokenizer.train(sample, config.vocab_size)
+        tokenizer.save(out)
+    sep = tokenizer.end_of_file_id
+    train = token_windows(
+        tokenizer.encode_batch([f.text for f in train_files]), sep, config.seq_len + 1
+    )
+    valid = token_windows(
+        tokenizer.encode_batch([f.text for f in valid_files]), sep, config.seq_len + 1
+    )
+    valid = valid[: config.eval_windows]
+    generator = torch.Generator().manual_seed(config.seed)
+    order = torch.randperm(len(train), generator=generator)
+    batches = [
+        train[order[i : i + config.batch_size]] for i in range(0, len(train), config.batch_size)
+    ]
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.kind, tokenizer.vocab_size, config.size)
+
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        m.eval()
+        with torch.no_grad():
+            losses = [
+                float(language_model_loss(m, valid[i : i + 16])) for i in range(0, len(valid), 16)
+            ]
+        m.train()
+        return {"valid_loss": sum(losses) / len(losses)}
+
+    class StopAtTimeLimit(TrainerCallback):
+        def on_step_end(self, state: Any, logs: dict[str, float]) -> None:
+            if config.max_minutes is not None and time.time() - started > 60 * config.max_minutes:
+                state.should_stop = True
+
+    training = TrainingConfig(
+        max_steps=config.max_steps,
+        seed=config.seed,
+        device="cpu",
+        log_every=10,
+        eval_every=config.eval_every,
+        checkpoint_dir=str(out / "checkpoints"),
+        checkpoint_every=config.checkpoint_every,
+        best_metric="valid_loss",
+        greater_is_better=False,
+        optimizer=OptimizerConfig(
+            learning_rate=config.learning_rate,
+            weight_decay=0.01,
+            warmup_ratio=0.02,
+            schedule="cosine",
+            min_lr_ratio=0.1,
+        ),
+    )
+    trainer = Trainer(
+        model,
+        language_model_loss,
+        batches,
+        training,
+        evaluate=evaluate,
+        callbacks=[StopAtTimeLimit()],
+    )
+    has_checkpoint = resume and any((out / "checkpoints").glob("step-*"))
+    result = trainer.train(resume_from="latest" if has_checkpoint else None)
+    final = evaluate(model)
+    save_model(model.cpu(), out, half=True)
+
+    curve = [dict(entry) for entry in result.history]
+    atomic_write_json(out / "loss_curve.json", {"train": curve, "validation": result.evaluations})
+    buffer = io.StringIO()
+    keys = sorted({k for entry in curve for k in entry})
+    writer = csv.DictWriter(buffer, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(curve)
+    atomic_write_text(out / "loss_curve.csv", buffer.getvalue())
+    summary = {
+        "command": command or " ".join(sys.argv),
+        "corpus": str(corpus_dir),
+        "train_files": len(train_files),
+        "validation_files": len(valid_files),
+        "train_tokens": int(train.numel()),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "steps": result.state.step,
+        "minutes": round((time.time() - started) / 60, 2),
+        "valid_loss": final["valid_loss"],
+        "valid_perplexity": math.exp(final["valid_loss"]),
+        "config": asdict(config),
+        "python": sys.version.split()[0],
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    atomic_write_json(out / "training.json", summary)
+    return summary
