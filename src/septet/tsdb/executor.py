@@ -183,6 +183,11 @@ class Session:
                     }
                 )
             )
+        if s.what in ("USERS", "CONNECTIONS"):
+            raise TsdbError(
+                f"SHOW {s.what} needs the server (septet tsdb serve): users and "
+                "connections belong to it, not to the embedded engine"
+            )
         db = eng.database(self.db_name(s.db))
 
         def like(name: str) -> bool:

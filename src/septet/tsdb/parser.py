@@ -223,6 +223,8 @@ class _Parser:
             return A.Describe(self.table_name())
         if t.is_word("ALTER"):
             return self.alter()
+        if t.is_word("GRANT", "REVOKE"):
+            return self.grant()
         if t.is_word("FLUSH"):
             self.advance()
             self.expect_word("DATABASE")
@@ -244,8 +246,31 @@ class _Parser:
             return True
         return False
 
+    def password(self) -> str:
+        self.expect_word("PASS")
+        if self.tok.kind != "STRING":
+            raise self.error("a password string in quotes")
+        return self.advance().text
+
+    def grant(self) -> A.Statement:
+        revoke = self.expect_word("GRANT", "REVOKE").text.upper() == "REVOKE"
+        privilege = self.expect_word("READ", "WRITE", "ALL").text.upper()
+        self.expect_word("ON")
+        self.expect_op("*")
+        self.expect_op(".")
+        self.expect_op("*")
+        self.expect_word("FROM" if revoke else "TO")
+        return A.Grant(revoke, privilege, self.identifier("a user name"))
+
     def create(self) -> A.Statement:
         self.expect_word("CREATE")
+        if self.accept_word("USER"):
+            name = self.identifier("a user name")
+            password = self.password()
+            read_only = False
+            if self.accept_word("READONLY"):
+                read_only = True
+            return A.CreateUser(name, password, read_only)
         if self.accept_word("DATABASE"):
             ine = self.if_not_exists()
             name = self.identifier("a database name")
@@ -365,6 +390,8 @@ class _Parser:
 
     def drop(self) -> A.Statement:
         self.expect_word("DROP")
+        if self.accept_word("USER"):
+            return A.DropUser(self.identifier("a user name"))
         if self.accept_word("DATABASE"):
             ie = self.if_exists()
             return A.DropDatabase(self.identifier("a database name"), ie)
@@ -380,6 +407,9 @@ class _Parser:
 
     def alter(self) -> A.Statement:
         self.expect_word("ALTER")
+        if self.accept_word("USER"):
+            name = self.identifier("a user name")
+            return A.AlterUser(name, self.password())
         stable = bool(self.accept_word("STABLE"))
         if not stable:
             self.expect_word("TABLE")
@@ -398,9 +428,8 @@ class _Parser:
     def show(self) -> A.Statement:
         self.expect_word("SHOW")
         db = None
-        if self.at_word("DATABASES"):
-            self.advance()
-            return A.Show("DATABASES")
+        if self.at_word("DATABASES", "USERS", "CONNECTIONS"):
+            return A.Show(self.advance().text.upper())
         if self.tok.kind in ("IDENT", "QIDENT") and not self.at_word("STABLES", "TABLES"):
             db = self.identifier("a database name")
             self.expect_op(".")

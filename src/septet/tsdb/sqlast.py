@@ -257,3 +257,30 @@ class Delete(Statement):
 @dataclass
 class Flush(Statement):
     db: str | None
+
+
+@dataclass
+class CreateUser(Statement):
+    name: str
+    password: str
+    read_only: bool = False
+
+
+@dataclass
+class DropUser(Statement):
+    name: str
+
+
+@dataclass
+class AlterUser(Statement):
+    name: str
+    password: str
+
+
+@dataclass
+class Grant(Statement):
+    """GRANT|REVOKE READ|WRITE|ALL ON *.* TO|FROM user (privileges are server-wide)."""
+
+    revoke: bool
+    privilege: str  # READ WRITE ALL
+    user: str

@@ -1,0 +1,294 @@
+"""``septet tsdb serve``: the engine over HTTP, with TDengine's REST API and schemaless writes.
+
+Endpoints (all need HTTP Basic auth of a tsdb user; root/taosdata on a fresh directory):
+``GET /health``, ``POST /rest/sql[/<db>]`` (TDengine's REST API), ``POST /influxdb/v1/write``
+(InfluxDB line protocol), ``POST /opentsdb/v1/put/telnet/<db>``. One engine serves every
+request; statements run under the engine's lock; the WAL makes each acknowledged write durable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from septet.tsdb import sqlast as A
+from septet.tsdb.connection import Connection
+from septet.tsdb.engine import Engine
+from septet.tsdb.errors import SqlError, TsdbError
+from septet.tsdb.executor import Result, Session
+from septet.tsdb.parser import parse
+from septet.tsdb.users import AuthError, PermissionDenied, User, Users
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+VERSION = "3.0.0.0-septet"
+# TDengine's error codes for the classes of error we raise.
+CODE_SYNTAX = 0x2600
+CODE_ERROR = 0x2603
+CODE_AUTH = 0x0357
+CODE_DENIED = 0x0358
+_READ_STATEMENTS = (A.Select, A.Show, A.Describe, A.UseDatabase)
+_TYPE_NAMES = [
+    (pa.types.is_boolean, "BOOL", 1),
+    (lambda t: t == pa.int8(), "TINYINT", 1),
+    (lambda t: t == pa.int16(), "SMALLINT", 2),
+    (lambda t: t == pa.int32(), "INT", 4),
+    (lambda t: t == pa.int64(), "BIGINT", 8),
+    (lambda t: t == pa.uint8(), "TINYINT UNSIGNED", 1),
+    (lambda t: t == pa.uint16(), "SMALLINT UNSIGNED", 2),
+    (lambda t: t == pa.uint32(), "INT UNSIGNED", 4),
+    (lambda t: t == pa.uint64(), "BIGINT UNSIGNED", 8),
+    (pa.types.is_float32, "FLOAT", 4),
+    (pa.types.is_float64, "DOUBLE", 8),
+    (pa.types.is_timestamp, "TIMESTAMP", 8),
+]
+
+
+class Server:
+    """The state one server process shares between requests: engine, users, counters."""
+
+    def __init__(self, directory: str | Path, fsync: str = "always", **options: Any):
+        self.directory = Path(directory)
+        self.engine = Engine(self.directory, fsync=fsync, **options)
+        self.connection = Connection(self.engine)
+        self.users = Users(self.directory)
+        self.started = time.time()
+        self.requests = 0
+
+    def close(self) -> None:
+        """Flush the memtable to segment files and close the WAL."""
+        self.engine.close()
+
+    def authenticate(self, header: str | None) -> User:
+        if not header or not header.startswith("Basic "):
+            raise AuthError("authentication required: send HTTP Basic credentials")
+        try:
+            name, sep, password = (
+                base64.b64decode(header[6:], validate=True).decode().partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            raise AuthError("malformed Basic credentials") from None
+        if not sep:
+            raise AuthError("malformed Basic credentials")
+        return self.users.authenticate(name, password)
+
+    def run_sql(self, user: User, sql: str, database: str | None) -> dict[str, Any]:
+        """Run statements as ``user``; the REST body of the last one."""
+        session = Session(self.engine, database)
+        result = Result(None, 0)
+        for stmt in parse(sql):
+            result = self._statement(user, session, stmt)
+        return rest_body(result)
+
+    def _statement(self, user: User, session: Session, stmt: A.Statement) -> Result:
+        users = self.users
+        if isinstance(stmt, A.AlterUser) and stmt.name.lower() == user.name:
+            users.set_password(user.name, stmt.password)  # anyone may change their own
+            return Result(None, 0)
+        if isinstance(stmt, A.CreateUser | A.DropUser | A.AlterUser | A.Grant):
+            if not user.superuser:
+                raise PermissionDenied(f"user {user.name!r} may not manage users")
+            if isinstance(stmt, A.CreateUser):
+                users.create(stmt.name, stmt.password, stmt.read_only)
+            elif isinstance(stmt, A.DropUser):
+                users.drop(stmt.name)
+            elif isinstance(stmt, A.AlterUser):
+                users.set_password(stmt.name, stmt.password)
+            else:
+                writes = stmt.privilege in ("WRITE", "ALL")
+                if writes:
+                    users.set_read_only(stmt.user, stmt.revoke)
+                elif stmt.revoke:
+                    raise TsdbError("REVOKE READ is not supported: DROP USER removes all access")
+            return Result(None, 0)
+        if isinstance(stmt, A.Show) and stmt.what == "USERS":
+            us = sorted(users.users.values(), key=lambda u: u.name)
+            return Result(
+                pa.table(
+                    {
+                        "name": [u.name for u in us],
+                        "super": pa.array([int(u.superuser) for u in us], pa.int8()),
+                        "enable": pa.array([1 for _ in us], pa.int8()),
+                        "read_only": pa.array([int(u.read_only) for u in us], pa.int8()),
+                    }
+                )
+            )
+        if isinstance(stmt, A.Show) and stmt.what == "CONNECTIONS":
+            return Result(
+                pa.table(
+                    {
+                        "requests": pa.array([self.requests], pa.int64()),
+                        "uptime_s": pa.array([time.time() - self.started], pa.float64()),
+                    }
+                )
+            )
+        if user.read_only and not isinstance(stmt, _READ_STATEMENTS):
+            raise PermissionDenied(f"user {user.name!r} is read-only: {type(stmt).__name__} denied")
+        with self.engine.lock:
+            return session.execute(stmt)
+
+    def write_lines(self, user: User, database: str, text: str, precision: str, fmt: str) -> int:
+        from septet.tsdb.line_protocol import parse_lines, parse_opentsdb, write_points
+
+        if user.read_only:
+            raise PermissionDenied(f"user {user.name!r} is read-only")
+        if fmt == "influx":
+            return write_points(self.connection, database, parse_lines(text), precision)
+        return write_points(self.connection, database, parse_opentsdb(text), "ms")
+
+
+def _format_ts(value: Any, unit: str) -> str | None:
+    """TDengine's REST timestamps: RFC 3339 in UTC with the database precision's digits."""
+    if value is None:
+        return None
+    digits = {"s": 0, "ms": 3, "us": 6, "ns": 9}[unit]
+    per_s = 10**digits
+    seconds, frac = divmod(int(value), per_s)
+    base = dt.datetime(1970, 1, 1) + dt.timedelta(seconds=seconds)
+    text = base.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{frac:0{digits}d}Z" if digits else text + "Z"
+
+
+def rest_body(result: Result) -> dict[str, Any]:
+    """A Result as TDengine's REST success body."""
+    if result.table is None:
+        n = max(result.rowcount, 0)
+        return {"code": 0, "column_meta": [["affected_rows", "INT", 4]], "data": [[n]], "rows": 1}
+    table = result.table
+    meta, columns = [], []
+    for field, col in zip(table.schema, table.columns, strict=True):
+        t = field.type
+        name, length = next(((n, w) for test, n, w in _TYPE_NAMES if test(t)), (None, 0))
+        if name == "TIMESTAMP":
+            values = [_format_ts(v, t.unit) for v in col.cast(pa.int64()).to_pylist()]
+        elif name is None:
+            values = [None if v is None else str(v) for v in col.to_pylist()]
+            name = "VARCHAR"
+            length = max((len(v.encode()) for v in values if v is not None), default=0)
+        else:
+            values = col.to_pylist()
+            if name in ("FLOAT", "DOUBLE"):
+                values = [None if v != v else v for v in values]  # JSON has no NaN
+        meta.append([field.name, name, length])
+        columns.append(values)
+    data = [list(row) for row in zip(*columns, strict=True)] if columns else []
+    return {"code": 0, "column_meta": meta, "data": data, "rows": len(data)}
+
+
+def create_app(
+    directory: str | Path,
+    fsync: str = "always",
+    max_body_bytes: int = MAX_BODY_BYTES,
+    **options: Any,
+) -> Any:
+    """The FastAPI application serving the database directory ``directory``."""
+    state: dict[str, Server] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state["server"] = Server(directory, fsync=fsync, **options)
+        try:
+            yield
+        finally:
+            state.pop("server").close()  # graceful shutdown flushes the memtable
+
+    app = FastAPI(title="septet tsdb", version=VERSION, lifespan=lifespan)
+
+    def error(status: int, code: int, desc: str) -> JSONResponse:
+        return JSONResponse({"code": code, "desc": desc}, status_code=status)
+
+    async def body_text(request: Request) -> str:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            raise _TooLarge()
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise _TooLarge()
+            chunks.append(chunk)
+        try:
+            return b"".join(chunks).decode("utf-8")
+        except UnicodeDecodeError:
+            raise TsdbError("the request body is not UTF-8 text") from None
+
+    async def handle(request: Request, work) -> JSONResponse:
+        server = state["server"]
+        server.requests += 1
+        try:
+            user = await run_in_threadpool(
+                server.authenticate, request.headers.get("authorization")
+            )
+            text = await body_text(request)
+            return await run_in_threadpool(work, server, user, text)
+        except AuthError as e:
+            return error(401, CODE_AUTH, str(e))
+        except PermissionDenied as e:
+            return error(403, CODE_DENIED, str(e))
+        except _TooLarge:
+            return error(413, CODE_ERROR, f"request body larger than {max_body_bytes} bytes")
+        except SqlError as e:
+            return error(200, CODE_SYNTAX, str(e))
+        except TsdbError as e:
+            return error(200, CODE_ERROR, str(e))
+
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        def work(server: Server, user: User, text: str) -> JSONResponse:
+            return JSONResponse({"code": 0, "status": "ok", "version": VERSION})
+
+        return await handle(request, work)
+
+    @app.post("/rest/sql")
+    async def rest_sql(request: Request) -> JSONResponse:
+        return await handle(request, lambda s, u, text: JSONResponse(s.run_sql(u, text, None)))
+
+    @app.post("/rest/sql/{db}")
+    async def rest_sql_db(db: str, request: Request) -> JSONResponse:
+        return await handle(request, lambda s, u, text: JSONResponse(s.run_sql(u, text, db)))
+
+    @app.post("/influxdb/v1/write")
+    async def influx_write(request: Request) -> Any:
+        db = request.query_params.get("db")
+        precision = request.query_params.get("precision", "ns")
+        if not db:
+            return error(400, CODE_ERROR, "the query parameter db=<database> is required")
+
+        def work(server: Server, user: User, text: str) -> Any:
+            server.write_lines(user, db, text, precision, "influx")
+            return Response(status_code=204)  # InfluxDB's answer to a successful write
+
+        response = await handle(request, work)
+        if response.status_code == 200:  # an error body: InfluxDB clients expect 400
+            response.status_code = 400
+        return response
+
+    @app.post("/opentsdb/v1/put/telnet/{db}")
+    async def opentsdb_put(db: str, request: Request) -> JSONResponse:
+        def work(server: Server, user: User, text: str) -> JSONResponse:
+            n = server.write_lines(user, db, text, "ms", "opentsdb")
+            return JSONResponse({"code": 0, "rows": n})
+
+        return await handle(request, work)
+
+    return app
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def serve(directory: str | Path, host: str = "127.0.0.1", port: int = 6041, **kw: Any) -> None:
+    """Serve until SIGINT/SIGTERM, then flush and exit."""
+    import uvicorn
+
+    uvicorn.run(create_app(directory, **kw), host=host, port=port, log_level="warning")

@@ -1,0 +1,141 @@
+"""The HTTP server, spoken to by TDengine's own REST client (taospy's taosrest) and by raw HTTP."""
+
+import datetime as dt
+
+import httpx
+import pytest
+import taosrest
+import taosrest.errors
+
+from septet.tsdb.connection import connect
+
+from .server_util import ThreadServer
+
+ROOT = ("root", "taosdata")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with ThreadServer(tmp_path_factory.mktemp("srv"), fsync="off") as s:
+        yield s
+
+
+def test_taosrest_client_creates_inserts_and_queries(server):
+    conn = taosrest.connect(url=server.url, user="root", password="taosdata")
+    cur = conn.cursor()
+    cur.execute("CREATE DATABASE power PRECISION 'ms'")
+    cur.execute(
+        "CREATE STABLE power.meters (ts TIMESTAMP, current FLOAT, voltage INT, phase FLOAT) "
+        "TAGS (location VARCHAR(64), groupid INT)"
+    )
+    n = cur.execute(
+        "INSERT INTO power.d1001 USING power.meters TAGS ('California.SanFrancisco', 2) VALUES "
+        "('2018-10-03 14:38:05.000', 10.3, 219, 0.31) ('2018-10-03 14:38:15.000', 12.6, 218, 0.33)"
+    )
+    assert n == 2 and cur.affected_rows == 2
+    cur.execute("SELECT ts, voltage, location FROM power.meters ORDER BY ts")
+    assert cur.rowcount == 2
+    assert [d[0] for d in cur.description] == ["ts", "voltage", "location"]
+    rows = cur.fetchall()
+    assert [r[1:] for r in rows] == [
+        [219, "California.SanFrancisco"],
+        [218, "California.SanFrancisco"],
+    ]
+    # taosrest turned TDengine's RFC 3339 UTC strings into (naive, local-time) datetimes.
+    utc = [r[0].astimezone(dt.UTC) for r in rows]
+    assert utc[0] == dt.datetime(2018, 10, 3, 14, 38, 5, tzinfo=dt.UTC)
+    # The per-database URL, as taosrest.connect(database=...) uses it.
+    client = taosrest.RestClient(server.url, database="power")
+    body = client.sql("SELECT count(*), max(voltage) FROM meters")
+    assert body["data"] == [[2, 219]] and body["column_meta"][1][1] == "INT"
+
+
+def test_rest_body_types_and_errors(server):
+    auth = ROOT
+    httpx.post(
+        f"{server.url}/rest/sql",
+        content="CREATE DATABASE IF NOT EXISTS t1 PRECISION 'us'",
+        auth=auth,
+    )
+    r = httpx.post(
+        f"{server.url}/rest/sql/t1",
+        content="CREATE TABLE x (ts TIMESTAMP, b BOOL, f DOUBLE, s NCHAR(8)); "
+        "INSERT INTO x VALUES (1700000000000001, true, 1.5, 'héllo')",
+        auth=auth,
+    )
+    assert r.json() == {
+        "code": 0,
+        "column_meta": [["affected_rows", "INT", 4]],
+        "data": [[1]],
+        "rows": 1,
+    }
+    r = httpx.post(f"{server.url}/rest/sql/t1", content="SELECT * FROM x", auth=auth).json()
+    assert r["data"] == [["2023-11-14T22:13:20.000001Z", True, 1.5, "héllo"]]
+    assert [m[1] for m in r["column_meta"]] == ["TIMESTAMP", "BOOL", "DOUBLE", "VARCHAR"]
+    r = httpx.post(f"{server.url}/rest/sql/t1", content="SELECT * FROM nope", auth=auth).json()
+    assert r["code"] != 0 and "nope" in r["desc"]
+    r = httpx.post(f"{server.url}/rest/sql", content="SELEC 1", auth=auth).json()
+    assert r["code"] == 0x2600 and "syntax error" in r["desc"]
+
+
+def test_every_endpoint_needs_the_right_password(server):
+    for method, path in [
+        ("GET", "/health"),
+        ("POST", "/rest/sql"),
+        ("POST", "/influxdb/v1/write?db=x"),
+        ("POST", "/opentsdb/v1/put/telnet/x"),
+    ]:
+        for auth in [None, ("root", "wrong"), ("nobody", "taosdata")]:
+            r = httpx.request(method, server.url + path, content="SHOW DATABASES", auth=auth)
+            assert r.status_code == 401, (path, auth)
+            assert r.json()["code"] != 0 and "desc" in r.json()
+    assert httpx.get(server.url + "/health", auth=ROOT).json()["status"] == "ok"
+    with pytest.raises(taosrest.errors.HTTPError, match="401"):
+        taosrest.connect(url=server.url, password="wrong").cursor().execute("SHOW DATABASES")
+
+
+def test_users_are_created_changed_dropped_and_read_only(server):
+    def sql(text, auth=ROOT):
+        return httpx.post(f"{server.url}/rest/sql", content=text, auth=auth)
+
+    sql("CREATE DATABASE IF NOT EXISTS u1")
+    sql("CREATE TABLE u1.t (ts TIMESTAMP, v INT)")
+    assert sql("CREATE USER alice PASS 'Secret1'").json()["code"] == 0
+    assert sql("CREATE USER reader PASS 'r3ad' READONLY").json()["code"] == 0
+    assert (
+        sql("INSERT INTO u1.t VALUES (1700000000000, 1)", ("alice", "Secret1")).json()["code"] == 0
+    )
+    r = sql("INSERT INTO u1.t VALUES (1700000001000, 2)", ("reader", "r3ad"))
+    assert r.status_code == 403 and "read-only" in r.json()["desc"]
+    assert sql("SELECT v FROM u1.t", ("reader", "r3ad")).json()["data"] == [[1]]
+    r = sql("CREATE USER mallory PASS 'x'", ("alice", "Secret1"))
+    assert r.status_code == 403
+    assert sql("ALTER USER alice PASS 'Secret2'", ("alice", "Secret1")).json()["code"] == 0
+    assert sql("SHOW DATABASES", ("alice", "Secret1")).status_code == 401
+    assert sql("SHOW DATABASES", ("alice", "Secret2")).status_code == 200
+    names = [r[0] for r in sql("SHOW USERS").json()["data"]]
+    assert names == ["alice", "reader", "root"]
+    assert sql("DROP USER alice").json()["code"] == 0
+    assert sql("SHOW DATABASES", ("alice", "Secret2")).status_code == 401
+    # Stored hashed: the password is nowhere in the users file.
+    text = (server.directory / "users.json").read_text()
+    assert "r3ad" not in text and "taosdata" not in text
+
+
+def test_request_body_limit(tmp_path):
+    with ThreadServer(tmp_path, fsync="off", max_body_bytes=1000) as s:
+        r = httpx.post(f"{s.url}/rest/sql", content="SELECT 1 " + " " * 2000, auth=ROOT)
+        assert r.status_code == 413 and r.json()["code"] != 0
+
+
+def test_graceful_shutdown_flushes(tmp_path):
+    with ThreadServer(tmp_path, fsync="off") as s:
+        httpx.post(
+            f"{s.url}/rest/sql",
+            content="CREATE DATABASE g; CREATE TABLE g.t "
+            "(ts TIMESTAMP, v INT); INSERT INTO g.t VALUES (1700000000000, 7)",
+            auth=ROOT,
+        )
+    assert list(tmp_path.glob("g/p*/*.seg"))  # the memtable went to a segment on shutdown
+    with connect(tmp_path) as con:
+        assert con.execute("SELECT v FROM g.t").fetchall() == [(7,)]
