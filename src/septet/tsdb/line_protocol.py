@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -52,13 +53,14 @@ class Point:
     line: int
 
 
-def _scan(text: str, pos: int, stops: str, line: int) -> tuple[str, int]:
-    """Read up to an unescaped character of ``stops``; a backslash escapes the next one."""
+def _scan(text: str, pos: int, stops: str, line: int, escapes: str = ",= ") -> tuple[str, int]:
+    """Read up to an unescaped character of ``stops``; a backslash escapes one of ``escapes``
+    or a backslash, and is kept literally before any other character."""
     out = []
     n = len(text)
     while pos < n:
         c = text[pos]
-        if c == "\\" and pos + 1 < n and (text[pos + 1] in stops or text[pos + 1] == "\\"):
+        if c == "\\" and pos + 1 < n and (text[pos + 1] in escapes or text[pos + 1] == "\\"):
             out.append(text[pos + 1])
             pos += 2
             continue
@@ -75,7 +77,7 @@ def parse_line(text: str, line: int = 1) -> Point:
     def fail(msg: str, pos: int) -> LineProtocolError:
         return LineProtocolError(msg, line, pos + 1)
 
-    measurement, pos = _scan(text, 0, ", ", line)
+    measurement, pos = _scan(text, 0, ", ", line, ", ")
     if not measurement:
         raise fail("expected a measurement name", 0)
     tags: dict[str, str] = {}
@@ -188,9 +190,15 @@ def parse_opentsdb(text: str) -> list[Point]:
             k, sep, v = kv.partition("=")
             if not sep or not k or not v:
                 raise LineProtocolError(f"tag {kv!r} is not key=value", i, 1)
-            tags[k] = v
-        points.append(Point(parts[1], tags, {"_value": value}, ts_ms, i))
+            tags[_plain(k)] = v
+        points.append(Point(_plain(parts[1]), tags, {"_value": value}, ts_ms, i))
     return points
+
+
+def _plain(name: str) -> str:
+    """OpenTSDB's dotted names (``sys.cpu.user``) as table and column names: ``sys_cpu_user``."""
+    out = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return out if out[:1].isalpha() or out[:1] == "_" else "m_" + out
 
 
 def _type_of(value: Any) -> str:

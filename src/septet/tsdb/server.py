@@ -68,7 +68,9 @@ class Server:
         """Flush the memtable to segment files and close the WAL."""
         self.engine.close()
 
-    def authenticate(self, header: str | None) -> User:
+    def authenticate(self, header: str | None, query: Any = None) -> User:
+        if not header and query is not None and "u" in query and "p" in query:
+            return self.users.authenticate(query["u"], query["p"])  # InfluxDB 1.x's ?u=&p=
         if not header or not header.startswith("Basic "):
             raise AuthError("authentication required: send HTTP Basic credentials")
         try:
@@ -226,7 +228,7 @@ def create_app(
         server.requests += 1
         try:
             user = await run_in_threadpool(
-                server.authenticate, request.headers.get("authorization")
+                server.authenticate, request.headers.get("authorization"), request.query_params
             )
             text = await body_text(request)
             return await run_in_threadpool(work, server, user, text)
