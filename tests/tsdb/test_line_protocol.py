@@ -96,9 +96,11 @@ def test_any_point_round_trips_through_its_escaped_line(measurement, tags, field
 @given(st.text(max_size=60))
 def test_the_parser_raises_only_line_protocol_errors(text):
     try:
-        parse_lines(text)
-    except LineProtocolError:
-        pass
+        points = parse_lines(text)
+    except LineProtocolError as e:
+        assert 1 <= e.line <= text.count("\n") + 1 and e.column >= 1
+    else:
+        assert all(p.measurement and p.fields for p in points)
 
 
 def test_schemaless_write_creates_and_extends_tables():
