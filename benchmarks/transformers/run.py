@@ -27,6 +27,7 @@ import gzip
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ SEPTET_VARIANTS = [
     ("septet fp32", None, None, False),
     ("septet bf16", "bf16", "bf16", True),
     ("septet int4 + bf16 head", "int4", "bf16", True),
+    ("septet int4 + bf16 head, bf16 activations", "int4", "bf16", False),
     ("septet int4 + int8 head, bf16 activations", "int4", "int8", False),
 ]
 
@@ -316,6 +318,7 @@ def main() -> None:
         "embeddings": embed_rows,
     }
     notes = f"""
+Command: `python benchmarks/transformers/run.py {" ".join(sys.argv[1:])}`.
 torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} torch threads,
 CPU capability {results["cpu_capability"]}; best of {args.rounds} alternating rounds. The
 machine is shared with other work: 1-minute load average {load_before:.1f} before the run,
