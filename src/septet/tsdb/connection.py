@@ -49,6 +49,7 @@ class Connection:
     def __init__(self, engine: Engine, database: str | None = None):
         self.engine = engine
         self.session = Session(engine, None)
+        _load_extensions(engine)
         if database is not None:
             self.execute(f"USE {database}")
 
@@ -230,6 +231,20 @@ class Cursor:
 
     def close(self) -> None:
         self._result = None
+
+
+def _load_extensions(engine: Engine) -> None:
+    """Streams and topics saved in the directory start listening to writes again."""
+    if engine.path is None:
+        return
+    if (engine.path / "streams.json").exists():
+        from septet.tsdb.streams import streams_of
+
+        streams_of(engine)
+    if (engine.path / "topics").is_dir():
+        from septet.tsdb.topics import topics_of
+
+        topics_of(engine)
 
 
 def _param_count(sql: str) -> int:

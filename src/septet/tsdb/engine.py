@@ -172,6 +172,9 @@ class Engine:
         self.wal: WriteAheadLog | None = None
         self._memory_segments: dict[str, bytes] = {}
         self.closed = False
+        # Called with each acknowledged insert's batches (under the lock): streams, topics.
+        self.listeners: list[Any] = []
+        self.extensions: dict[str, Any] = {}
         if self.path is not None:
             self._open_directory()
 
@@ -524,6 +527,8 @@ class Engine:
                 total += rows.num_rows
             if self.mem_bytes >= self.options.memtable_bytes:
                 self.flush()
+            for listener in list(self.listeners):
+                listener(batches)
             return total
 
     def _mem_add(self, uid: int, rows: pa.Table, meta: RowsMeta | None = None) -> None:

@@ -158,6 +158,29 @@ class Session:
             self.engine.alter_columns(db, s.table.name, s.action, s.column, s.type, s.is_tag)
         return Result(None, 0)
 
+    def _CreateStream(self, s: A.CreateStream, ctx: Context) -> Result:
+        from septet.tsdb.streams import streams_of
+
+        streams_of(self.engine).create(s, self.database)
+        return Result(None, 0)
+
+    def _CreateTopic(self, s: A.CreateTopic, ctx: Context) -> Result:
+        from septet.tsdb.topics import topics_of
+
+        topics_of(self.engine).create(s, self.database)
+        return Result(None, 0)
+
+    def _DropObject(self, s: A.DropObject, ctx: Context) -> Result:
+        if s.kind == "STREAM":
+            from septet.tsdb.streams import streams_of
+
+            streams_of(self.engine).drop(s.name, s.if_exists)
+        else:
+            from septet.tsdb.topics import topics_of
+
+            topics_of(self.engine).drop(s.name, s.if_exists)
+        return Result(None, 0)
+
     def _Flush(self, s: A.Flush, ctx: Context) -> Result:
         self.engine.database(self.db_name(s.db))
         self.engine.flush()
@@ -183,6 +206,14 @@ class Session:
                     }
                 )
             )
+        if s.what == "STREAMS":
+            from septet.tsdb.streams import streams_of
+
+            return Result(streams_of(eng).table())
+        if s.what == "TOPICS":
+            from septet.tsdb.topics import topics_of
+
+            return Result(topics_of(eng).table())
         if s.what in ("USERS", "CONNECTIONS"):
             raise TsdbError(
                 f"SHOW {s.what} needs the server (septet tsdb serve): users and "

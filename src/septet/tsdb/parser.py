@@ -264,6 +264,26 @@ class _Parser:
 
     def create(self) -> A.Statement:
         self.expect_word("CREATE")
+        if self.at_word("STREAM", "TOPIC"):
+            kind = self.advance().text.upper()
+            ine = self.if_not_exists()
+            name = self.identifier(f"a {kind.lower()} name")
+            target = None
+            if kind == "STREAM":
+                # TDengine's trigger options are accepted; streams here refresh on every write.
+                while self.at_word("TRIGGER", "WATERMARK", "IGNORE", "FILL_HISTORY"):
+                    self.advance()
+                    while not self.at_word("INTO") and self.tok.kind != "EOF":
+                        self.advance()
+                self.expect_word("INTO")
+                target = self.table_name()
+            self.expect_word("AS")
+            start = self.tok.pos
+            query = self.select()
+            text = self.sql[start : self.tok.pos].strip()
+            if kind == "STREAM":
+                return A.CreateStream(name, target, query, text, ine)
+            return A.CreateTopic(name, query, text, ine)
         if self.accept_word("USER"):
             name = self.identifier("a user name")
             password = self.password()
@@ -392,6 +412,10 @@ class _Parser:
         self.expect_word("DROP")
         if self.accept_word("USER"):
             return A.DropUser(self.identifier("a user name"))
+        if self.at_word("STREAM", "TOPIC"):
+            kind = self.advance().text.upper()
+            ie = self.if_exists()
+            return A.DropObject(kind, self.identifier(f"a {kind.lower()} name"), ie)
         if self.accept_word("DATABASE"):
             ie = self.if_exists()
             return A.DropDatabase(self.identifier("a database name"), ie)
@@ -428,7 +452,7 @@ class _Parser:
     def show(self) -> A.Statement:
         self.expect_word("SHOW")
         db = None
-        if self.at_word("DATABASES", "USERS", "CONNECTIONS"):
+        if self.at_word("DATABASES", "USERS", "CONNECTIONS", "STREAMS", "TOPICS"):
             return A.Show(self.advance().text.upper())
         if self.tok.kind in ("IDENT", "QIDENT") and not self.at_word("STABLES", "TABLES"):
             db = self.identifier("a database name")

@@ -282,6 +282,47 @@ def create_app(
 
         return await handle(request, work)
 
+    @app.post("/tmq/{topic}/poll")
+    async def tmq_poll(topic: str, request: Request) -> JSONResponse:
+        """Rows of ``topic`` from ``offset`` (default: the group's committed offset)."""
+        qp = request.query_params
+        group = qp.get("group", "default")
+        try:
+            offset = int(qp["offset"]) if "offset" in qp else None
+            max_rows = min(int(qp.get("max_rows", "10000")), 1_000_000)
+        except ValueError:
+            return error(400, CODE_ERROR, "offset and max_rows must be integers")
+
+        def work(server: Server, user: User, text: str) -> JSONResponse:
+            from septet.tsdb.topics import topics_of
+
+            t = topics_of(server.engine).get(topic)
+            with server.engine.lock:
+                start = t.offsets.get(group, 0) if offset is None else offset
+                rows, end = t.read(start, max_rows)
+            body = rest_body(Result(rows if rows is not None else pa.table({}), 0))
+            body.update(offset=start, next_offset=end)
+            return JSONResponse(body)
+
+        return await handle(request, work)
+
+    @app.post("/tmq/{topic}/commit")
+    async def tmq_commit(topic: str, request: Request) -> JSONResponse:
+        qp = request.query_params
+        group = qp.get("group", "default")
+        if not qp.get("offset", "").isdigit():
+            return error(400, CODE_ERROR, "commit needs offset=<the next offset to read>")
+
+        def work(server: Server, user: User, text: str) -> JSONResponse:
+            from septet.tsdb.topics import topics_of
+
+            t = topics_of(server.engine).get(topic)
+            with server.engine.lock:
+                t.commit(group, int(qp["offset"]))
+            return JSONResponse({"code": 0, "group": group, "offset": int(qp["offset"])})
+
+        return await handle(request, work)
+
     return app
 
 

@@ -284,3 +284,27 @@ class Grant(Statement):
     revoke: bool
     privilege: str  # READ WRITE ALL
     user: str
+
+
+@dataclass
+class CreateStream(Statement):
+    name: str
+    target: TableName
+    query: Select
+    sql: str  # the SELECT's text, kept to persist the stream
+    if_not_exists: bool = False
+
+
+@dataclass
+class CreateTopic(Statement):
+    name: str
+    query: Select
+    sql: str
+    if_not_exists: bool = False
+
+
+@dataclass
+class DropObject(Statement):
+    kind: str  # STREAM or TOPIC
+    name: str
+    if_exists: bool = False
