@@ -69,3 +69,40 @@ def write(
     with connect(directory) as con:
         n = write_line_protocol(con, database, file.read_text(), precision)
     typer.echo(f"{n} row(s) written to {database}")
+
+
+@app.command()
+def bench(
+    data: Path | None = typer.Option(None, "--data", help="Load into this directory (embedded)."),
+    url: str | None = typer.Option(None, help="Or load into a server, e.g. http://127.0.0.1:6041."),
+    user: str = typer.Option("root", help="Server user."),
+    password: str = typer.Option("taosdata", help="Server password."),
+    tables: int = typer.Option(100, "--tables", "-t", help="Number of sub-tables."),
+    rows: int = typer.Option(1000, "--rows", "-n", help="Rows per sub-table."),
+    batch: int = typer.Option(1000, "--batch", "-r", help="Rows per INSERT statement."),
+    database: str = typer.Option("test", "--database", "-d", help="Database (dropped first!)."),
+) -> None:
+    """taosBenchmark-like load: meters(ts, current, voltage, phase) TAGS(groupid, location)."""
+    from septet.tsdb.bench_load import run_bench
+    from septet.tsdb.errors import TsdbError
+
+    if (data is None) == (url is None):
+        raise TsdbError("give exactly one of --data DIR or --url http://host:port")
+    if data is not None:
+        from septet.tsdb.connection import connect
+
+        with connect(data) as con:
+            summary = run_bench(con, tables, rows, batch, database)
+    else:
+        import httpx
+
+        with httpx.Client(auth=(user, password), timeout=60) as client:
+
+            def sql(text: str) -> dict:
+                body = client.post(f"{url.rstrip('/')}/rest/sql", content=text).json()
+                if body.get("code") != 0:
+                    raise TsdbError(f"server error: {body.get('desc')}")
+                return body
+
+            summary = run_bench(sql, tables, rows, batch, database)
+    typer.echo(summary.line())
