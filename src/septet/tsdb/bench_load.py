@@ -35,9 +35,12 @@ class BenchSummary:
         return self.rows / max(self.seconds, 1e-9)
 
     def line(self) -> str:
-        return (f"{self.tables} tables x {self.rows // max(self.tables, 1)} rows = {self.rows} rows "
-                f"in {self.seconds:.2f} s: {self.rows_per_second:,.0f} rows/s; "
-                f"SELECT count(*) FROM meters = {self.check_count}")  # fmt: skip
+        per_table = self.rows // max(self.tables, 1)
+        return (
+            f"{self.tables} tables x {per_table} rows = {self.rows} rows "
+            f"in {self.seconds:.2f} s: {self.rows_per_second:,.0f} rows/s; "
+            f"SELECT count(*) FROM meters = {self.check_count}"
+        )
 
 
 def _statements(tables: int, rows: int, batch: int, database: str, seed: int):
