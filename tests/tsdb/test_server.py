@@ -48,6 +48,8 @@ def test_taosrest_client_creates_inserts_and_queries(server):
     client = taosrest.RestClient(server.url, database="power")
     body = client.sql("SELECT count(*), max(voltage) FROM meters")
     assert body["data"] == [[2, 219]] and body["column_meta"][1][1] == "INT"
+    body = client.sql("SELECT current FROM meters ORDER BY ts")
+    assert body["data"] == [[10.3], [12.6]] and body["column_meta"][0][1] == "FLOAT"
 
 
 def test_rest_body_types_and_errors(server):

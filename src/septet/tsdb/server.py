@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -180,6 +181,8 @@ def rest_body(result: Result) -> dict[str, Any]:
             values = col.to_pylist()
             if name in ("FLOAT", "DOUBLE"):
                 values = [None if v != v else v for v in values]  # JSON has no NaN
+            if name == "FLOAT":  # the shortest text that reads back as the same float32
+                values = [None if v is None else float(str(np.float32(v))) for v in values]
         meta.append([field.name, name, length])
         columns.append(values)
     data = [list(row) for row in zip(*columns, strict=True)] if columns else []
