@@ -7,18 +7,19 @@ completion with its probability). A malformed request gets HTTP 400 and
 ``{"success": false, "error": "..."}``, never a crash.
 """
 
-from __future__ import annotations
-
 import threading
 from typing import Any
+
+# FastAPI reads the endpoint's annotations at run time, so Request must be a real name here
+# (this module is only imported when a server is made).
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 MAX_PROMPT_CHARS = 1_000_000
 
 
-def create_app(completer: Any, limit: int = 5) -> Any:
+def create_app(completer: Any, limit: int = 5) -> FastAPI:
     """A FastAPI app serving ``completer``."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
 
     app = FastAPI(title="septet autocomplete")
     lock = threading.Lock()  # one completer, one context cache: requests take turns
