@@ -5,6 +5,8 @@ set -euo pipefail
 
 packages=(
     opencv-doc  # video benchmark: examples/data/vtest.avi (pedestrians, 768x576)
+    influxdb  # tsdb serve benchmark: InfluxDB 1.6 server, started on loopback
+    victoria-metrics  # tsdb serve benchmark: VictoriaMetrics server, started on loopback
 )
 
 missing=()

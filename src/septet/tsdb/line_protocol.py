@@ -24,9 +24,9 @@ from septet.tsdb.errors import TsdbError
 TS_COLUMN = "_ts"
 TAG_TYPE = "VARCHAR(256)"
 STRING_FIELD_TYPE = "VARCHAR(4096)"
-# Units per second of each line-protocol precision (InfluxDB's names and TDengine's).
-_PRECISION = {"ns": 10**9, "n": 10**9, "u": 10**6, "us": 10**6, "ms": 10**3,
-              "s": 1, "m": 1 / 60, "h": 1 / 3600}  # fmt: skip
+# Nanoseconds per unit of each line-protocol precision (InfluxDB's names and TDengine's).
+_PRECISION = {"ns": 1, "n": 1, "u": 10**3, "us": 10**3, "ms": 10**6, "s": 10**9,
+              "m": 60 * 10**9, "h": 3600 * 10**9}  # fmt: skip
 _BOOLS = {"t": True, "T": True, "true": True, "True": True, "TRUE": True,
           "f": False, "F": False, "false": False, "False": False, "FALSE": False}  # fmt: skip
 FIELD_TYPES = {int: "BIGINT", float: "DOUBLE", bool: "BOOL", str: STRING_FIELD_TYPE}
@@ -71,8 +71,57 @@ def _scan(text: str, pos: int, stops: str, line: int, escapes: str = ",= ") -> t
     return "".join(out), pos
 
 
+class _NotSimple(Exception):
+    pass
+
+
+def _not_simple(message: str) -> _NotSimple:
+    return _NotSimple(message)
+
+
+def _parse_simple(text: str, line: int) -> Point | None:
+    """The common line (no escapes, no string fields) by splitting, ~5x faster than scanning;
+    None sends anything unusual (including every error) to the scanner, which names the column."""
+    if "\\" in text or '"' in text:
+        return None
+    parts = text.split(" ")
+    if len(parts) not in (2, 3):
+        return None
+    head = parts[0].split(",")
+    if not head[0]:
+        return None
+    tags = {}
+    for kv in head[1:]:
+        k, sep, v = kv.partition("=")
+        if not (sep and k and v):
+            return None
+        tags[k] = v
+    fields: dict[str, Any] = {}
+    for kv in parts[1].split(","):
+        k, sep, v = kv.partition("=")
+        if not (sep and k):
+            return None
+        try:
+            fields[k] = _field_value(v, k, _not_simple)
+        except _NotSimple:
+            return None
+    timestamp = None
+    if len(parts) == 3:
+        if not parts[2].lstrip("-").isdigit():
+            return None
+        timestamp = int(parts[2])
+    return Point(head[0], tags, fields, timestamp, line)
+
+
 def parse_line(text: str, line: int = 1) -> Point:
     """One line of line protocol (no newline) into a Point; LineProtocolError names the column."""
+    simple = _parse_simple(text, line)
+    if simple is not None:
+        return simple
+    return _scan_line(text, line)
+
+
+def _scan_line(text: str, line: int) -> Point:
 
     def fail(msg: str, pos: int) -> LineProtocolError:
         return LineProtocolError(msg, line, pos + 1)
@@ -224,8 +273,16 @@ def write_points(connection: Any, database: str, points: list[Point], precision:
     engine = connection.engine
     with engine.lock:
         db = engine.database(check_identifier(database, "database"))
-        db_units = {"ms": 10**3, "us": 10**6, "ns": 10**9}[db.options.precision]
-        now = time.time_ns() * db_units // 10**9
+        db_ns = _PRECISION[db.options.precision]
+        now = time.time_ns() // db_ns
+        idents: dict[tuple[str, str], str] = {}
+
+        def ident(k: str, what: str, line: int) -> str:
+            out = idents.get((k, what))
+            if out is None:
+                out = idents[(k, what)] = _ident(k, what, line)
+            return out
+
         groups: dict[str, list[Point]] = {}
         for p in points:
             groups.setdefault(p.measurement, []).append(p)
@@ -237,9 +294,9 @@ def write_points(connection: Any, database: str, points: list[Point], precision:
             tags: dict[str, None] = {}
             for p in pts:
                 for k in p.tags:
-                    tags[_ident(k, "tag", p.line)] = None
+                    tags[ident(k, "tag", p.line)] = None
                 for k, v in p.fields.items():
-                    k2 = _ident(k, "field", p.line)
+                    k2 = ident(k, "field", p.line)
                     t = _type_of(v)
                     if fields.setdefault(k2, t) != t:
                         raise LineProtocolError(
@@ -281,7 +338,7 @@ def write_points(connection: Any, database: str, points: list[Point], precision:
                 if st.tag(k) is None:
                     engine.alter_columns(db.name, st_name, "add", k, TAG_TYPE, True)
         # 3. Rows, one bulk insert per measurement.
-        scale = db_units / _PRECISION[precision]
+        src_ns = _PRECISION[precision]
         total = 0
         for st_name, pts, fields, tags in plans:
             cols: dict[str, list[Any]] = {"tbname": [], TS_COLUMN: []}
@@ -289,10 +346,16 @@ def write_points(connection: Any, database: str, points: list[Point], precision:
                 cols[k] = []
             for k in fields:
                 cols[k] = []
+            names: dict[tuple, str] = {}
             for p in pts:
                 lower_tags = {k.lower(): v for k, v in p.tags.items()}
-                cols["tbname"].append(subtable_name(st_name, lower_tags))
-                cols[TS_COLUMN].append(now if p.timestamp is None else int(p.timestamp * scale))
+                key = tuple(lower_tags.items())
+                tbname = names.get(key)
+                if tbname is None:
+                    tbname = names[key] = subtable_name(st_name, lower_tags)
+                cols["tbname"].append(tbname)
+                ts = now if p.timestamp is None else p.timestamp * src_ns // db_ns
+                cols[TS_COLUMN].append(ts)
                 for k in tags:
                     cols[k].append(lower_tags.get(k))
                 lower_fields = {k.lower(): v for k, v in p.fields.items()}
