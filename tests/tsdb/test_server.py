@@ -22,6 +22,7 @@ def server(tmp_path_factory):
 
 def test_taosrest_client_creates_inserts_and_queries(server):
     conn = taosrest.connect(url=server.url, user="root", password="taosdata")
+    assert "septet" in conn.server_info
     cur = conn.cursor()
     cur.execute("CREATE DATABASE power PRECISION 'ms'")
     cur.execute(

@@ -40,6 +40,8 @@ AGGREGATES = {
     "TWA",
     "MEDIAN",
 }
+SERVER_VERSION = "3.0.0.0 (septet.tsdb)"
+_NO_ARGUMENT = {"SERVER_VERSION", "CLIENT_VERSION", "SERVER_STATUS"}
 SELECTORS = {"MIN", "MAX", "FIRST", "LAST", "LAST_ROW", "TOP", "BOTTOM"}
 MULTI_ROW = {"TOP", "BOTTOM"}
 ROW_FUNCTIONS = {"DIFF"}
@@ -522,6 +524,10 @@ _SCALAR_FUNCTIONS: dict[str, Callable[[list[Any]], Any]] = {
             pc.ln(pc.cast(_numeric(a[1]), pa.float64())),
         )
     ),
+    # TDengine's system information functions (taosrest's server_info() asks for the version).
+    "SERVER_VERSION": lambda a: pa.scalar(SERVER_VERSION),
+    "CLIENT_VERSION": lambda a: pa.scalar(SERVER_VERSION),
+    "SERVER_STATUS": lambda a: pa.scalar(1, pa.int32()),
     "LENGTH": lambda a: pc.binary_length(a[0]),
     "CHAR_LENGTH": lambda a: pc.utf8_length(_text(a[0])),
     "LOWER": lambda a: pc.utf8_lower(_text(a[0])),
@@ -547,7 +553,7 @@ def _scalar_function(e: A.Func, frame: Frame, ctx: Context) -> Any:
     if fn is None:
         raise TsdbError(f"unknown function {e.name}()")
     args = [evaluate(a, frame, ctx) for a in e.args]
-    if not args:
+    if not args and e.name not in _NO_ARGUMENT:
         raise TsdbError(f"{e.name}() needs an argument")
     try:
         return fn(args)
