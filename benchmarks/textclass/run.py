@@ -181,7 +181,8 @@ def run_svm(data, scorer: Scorer) -> list[dict]:
     started, cpu_started = time.perf_counter(), time.process_time()
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
     x_train = vectorizer.fit_transform([d.raw_text for d in train])
-    y_train = _tags_matrix([d.labels for d in train], tags)
+    # int64: scikit-learn 1.9 mis-reads an int8 indicator matrix here (near-zero F1).
+    y_train = _tags_matrix([d.labels for d in train], tags).astype(np.int64)
     model = OneVsRestClassifier(LinearSVC(C=0.5)).fit(x_train, y_train)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     dev_scores = model.decision_function(vectorizer.transform([d.raw_text for d in dev]))
