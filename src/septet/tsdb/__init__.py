@@ -2,13 +2,15 @@
 
 ``connect(path)`` opens a directory (or ``":memory:"``) as a PEP 249 connection; super tables
 with tags, sub-tables per device, INTERVAL/SLIDING/FILL windows, a WAL-backed storage engine
-with time-series encodings. See docs/tsdb.md.
+with time-series encodings; ``septet tsdb serve`` (``create_app``) serves it over TDengine's REST
+API and InfluxDB line protocol. See docs/tsdb.md.
 """
 
 from septet.common.lazy import lazy_exports
 
 __all__ = [
     "Connection",
+    "Consumer",
     "CorruptionError",
     "Cursor",
     "Engine",
@@ -16,7 +18,9 @@ __all__ = [
     "SqlError",
     "TsdbError",
     "connect",
+    "create_app",
     "parse",
+    "write_line_protocol",
 ]
 
 __getattr__, __dir__ = lazy_exports(
@@ -31,5 +35,8 @@ __getattr__, __dir__ = lazy_exports(
         "TsdbError": ".errors",
         "CorruptionError": ".errors",
         "parse": ".parser",
+        "create_app": ".server",
+        "write_line_protocol": ".line_protocol",
+        "Consumer": ".topics",
     },
 )
