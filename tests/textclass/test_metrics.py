@@ -87,3 +87,26 @@ def test_rare_labels_share_the_global_threshold():
     thresholds = tune_thresholds(probs, truth, min_support=2)
     assert thresholds[1] == pytest.approx(0.35)  # one positive: too rare, global threshold
     assert thresholds[0] == pytest.approx(0.7)  # two positives: its own best (ties go high)
+
+
+def test_micro_objective_does_not_predict_a_weak_label_everywhere():
+    # Label 0 separates well. Label 1 does not: on its own, its best F1 (0.4) comes from
+    # predicting it for every document, which adds 6 false positives to the total.
+    label_0 = [0.9, 0.8, 0.7, 0.2, 0.1, 0.15, 0.12, 0.11]
+    label_1 = [0.30, 0.31, 0.60, 0.32, 0.33, 0.34, 0.35, 0.36]
+    probs = np.array([label_0, label_1]).T
+    truth = np.array([[1, 1], [1, 1], [1, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0]])
+    by_label = tune_thresholds(probs, truth, default=0.5, objective="label")
+    by_micro = tune_thresholds(probs, truth, default=0.5, objective="micro")
+    assert by_label[1] == pytest.approx(0.3)  # "everything" for label 1
+    micro = {
+        name: f1_score(truth, decode(probs, thresholds=t), average="micro")
+        for name, t in (("label", by_label), ("micro", by_micro))
+    }
+    assert micro["micro"] > micro["label"]
+    assert micro["micro"] == pytest.approx(
+        max(
+            f1_score(truth, decode(probs, thresholds=np.array([0.7, x])), average="micro")
+            for x in np.round(np.arange(0.05, 0.951, 0.05), 2)
+        )
+    )

@@ -213,6 +213,7 @@ class TextClassifier:
                 dev_probabilities,
                 dev_targets,
                 min_support=evaluation.threshold_min_support,
+                objective=evaluation.threshold_objective,
             )
         self.training_ = {
             "best_epoch": result.best_epoch,

@@ -142,6 +142,11 @@ class EvalSection:
     decoding: str = option("threshold", "threshold, top_k or argmax (argmax for multi-class)")
     threshold: float = option(0.5, "probability threshold for labels without a tuned one")
     tune_thresholds: bool = option(True, "tune one threshold per label on dev for best F1")
+    threshold_objective: str = option(
+        "micro",
+        "what tuned thresholds maximise: label (each label's F1; favours macro-F1) or micro "
+        "(the overall micro-F1, label by label)",
+    )
     threshold_min_support: int = option(
         5,
         "labels with fewer dev documents than this share one global threshold tuned on dev "
@@ -288,6 +293,10 @@ _CONDITIONAL_KEYS = {
     ("loss", "focal_gamma"): (lambda c: c.loss.name == "focal", "loss.name = 'focal'"),
     ("loss", "focal_alpha"): (lambda c: c.loss.name == "focal", "loss.name = 'focal'"),
     ("eval", "top_k"): (lambda c: c.eval.decoding == "top_k", "eval.decoding = 'top_k'"),
+    ("eval", "threshold_objective"): (
+        lambda c: c.eval.tune_thresholds,
+        "eval.tune_thresholds = true",
+    ),
     ("hierarchy", "*"): (lambda c: c.task.hierarchical, "task.hierarchical = true"),
 }
 
@@ -312,6 +321,11 @@ def validate(config: Config) -> None:
     checks = [
         (config.loss.name in LOSSES, "loss.name", f"one of {', '.join(LOSSES)}"),
         (config.eval.decoding in DECODINGS, "eval.decoding", f"one of {', '.join(DECODINGS)}"),
+        (
+            config.eval.threshold_objective in ("label", "micro"),
+            "eval.threshold_objective",
+            "label or micro",
+        ),
         (
             config.train.schedule in ("linear", "cosine", "constant"),
             "train.schedule",

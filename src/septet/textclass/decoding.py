@@ -37,18 +37,28 @@ def tune_thresholds(
     default: float | None = None,
     grid: np.ndarray | None = None,
     min_support: int = 1,
+    objective: str = "label",
 ) -> np.ndarray:
     """One threshold per label, the value on ``grid`` that maximises that label's F1 on the
     given (dev) data. Labels with fewer than ``min_support`` positive documents keep
     ``default`` (None: the best global threshold, :func:`tune_global_threshold`): a threshold
     fitted to one or two examples is mostly noise. Ties go to the highest threshold (fewer
-    false positives)."""
+    false positives).
+
+    ``objective="label"`` maximises each label's own F1, which helps macro-F1 but, for a label
+    whose scores barely separate, may pick "predict it everywhere" and cost micro-F1 dearly.
+    ``objective="micro"`` instead picks, label by label (most frequent first, the others held
+    at their current thresholds), the threshold that maximises the overall micro-F1."""
+    if objective not in ("label", "micro"):
+        raise ConfigError(f"threshold objective must be label or micro, not {objective!r}")
     grid = GRID if grid is None else grid
     if default is None:
         default = tune_global_threshold(probabilities, truth, grid)
     truth = truth.astype(bool)
     thresholds = np.full(probabilities.shape[1], default, dtype=np.float32)
     support = truth.sum(0)
+    if objective == "micro":
+        return _tune_for_micro_f1(probabilities, truth, thresholds, support, min_support, grid)
     for label in np.flatnonzero(support >= min_support):
         p = probabilities[:, label][:, None] >= grid[None, :]  # [docs, grid]
         t = truth[:, label][:, None]
@@ -56,6 +66,38 @@ def tune_thresholds(
         f1 = 2 * tp / (p.sum(0) + t.sum())
         best = np.flatnonzero(f1 == f1.max())[-1]
         thresholds[label] = grid[best]
+    return thresholds
+
+
+def _tune_for_micro_f1(probabilities, truth, thresholds, support, min_support, grid):
+    predicted = probabilities >= thresholds
+    tp = int((predicted & truth).sum())
+    fp = int(predicted.sum()) - tp
+    fn = int(truth.sum()) - tp
+    eligible = np.flatnonzero(support >= min_support)
+    for label in eligible[np.argsort(-support[eligible], kind="stable")]:
+        t = truth[:, label]
+        old = predicted[:, label]
+        old_tp = int((old & t).sum())
+        rest_tp, rest_fp, rest_fn = (
+            tp - old_tp,
+            fp - (int(old.sum()) - old_tp),
+            fn - (int(t.sum()) - old_tp),
+        )
+        candidates = probabilities[:, label][:, None] >= grid[None, :]  # [docs, grid]
+        label_tp = (candidates & t[:, None]).sum(0)
+        label_fp = candidates.sum(0) - label_tp
+        label_fn = int(t.sum()) - label_tp
+        total_tp = rest_tp + label_tp
+        f1 = 2 * total_tp / np.maximum(2 * total_tp + rest_fp + label_fp + rest_fn + label_fn, 1)
+        best = np.flatnonzero(f1 == f1.max())[-1]
+        thresholds[label] = grid[best]
+        predicted[:, label] = candidates[:, best]
+        tp, fp, fn = (
+            int(total_tp[best]),
+            int(rest_fp + label_fp[best]),
+            int(rest_fn + label_fn[best]),
+        )
     return thresholds
 
 
