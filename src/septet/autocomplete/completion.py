@@ -292,5 +292,10 @@ def load_completer(model_dir: str | Path | None = None, **options: Any) -> Compl
     from septet.autocomplete.models import NextTokenScorer, load_model
 
     folder = Path(model_dir) if model_dir is not None else default_model_dir()
+    choice = folder / "default.json"  # the shipped folder holds both kinds and names the best
+    if choice.is_file():
+        import json
+
+        folder = folder / json.loads(choice.read_text())["kind"]
     tokenizer = CodeTokenizer.load(folder)
     return Completer(tokenizer, NextTokenScorer(load_model(folder)), **options)

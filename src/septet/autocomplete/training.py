@@ -57,6 +57,33 @@ def token_windows(token_lists: list[list[int]], separator: int, length: int) -> 
     return torch.tensor(stream[: n * length], dtype=torch.long).view(n, length)
 
 
+def _cached_windows(
+    out: Path, tokenizer: CodeTokenizer, train_files: list, valid_files: list, length: int
+) -> tuple[Any, Any]:
+    """Train and validation windows, read from ``token_cache.pt`` when the tokenizer, corpus
+    and window length are the same (encoding a corpus is the slow part of a resume)."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha1(tokenizer.backend.to_str().encode())
+    for f in [*train_files, None, *valid_files]:
+        digest.update(b"|" if f is None else hashlib.sha1(f.text.encode()).digest())
+    key = f"{digest.hexdigest()}-{length}"
+    path = out / "token_cache.pt"
+    if path.is_file():
+        cached = torch.load(path)
+        if cached.get("key") == key:
+            return cached["train"], cached["valid"]
+    sep = tokenizer.end_of_file_id
+    train = token_windows(tokenizer.encode_batch([f.text for f in train_files]), sep, length)
+    valid = token_windows(tokenizer.encode_batch([f.text for f in valid_files]), sep, length)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"key": key, "train": train, "valid": valid}, tmp)
+    tmp.replace(path)
+    return train, valid
+
+
 def train_autocomplete(
     out_dir: str | Path,
     corpus: str | Path | None = None,
@@ -92,13 +119,7 @@ def train_autocomplete(
             total += len(f.text)
         tokenizer = CodeTokenizer.train(sample, config.vocab_size)
         tokenizer.save(out)
-    sep = tokenizer.end_of_file_id
-    train = token_windows(
-        tokenizer.encode_batch([f.text for f in train_files]), sep, config.seq_len + 1
-    )
-    valid = token_windows(
-        tokenizer.encode_batch([f.text for f in valid_files]), sep, config.seq_len + 1
-    )
+    train, valid = _cached_windows(out, tokenizer, train_files, valid_files, config.seq_len + 1)
     valid = valid[: config.eval_windows]
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.randperm(len(train), generator=generator)
