@@ -123,6 +123,11 @@ def test_schemaless_write_creates_and_extends_tables():
     with pytest.raises(tsdb.TsdbError, match="BIGINT"):  # a field may not change type
         write_line_protocol(con, "db", f"cpu,host=z usage=9i {t0 + 3}", "s")
     assert con.execute("SELECT count(*) FROM db.cpu").fetchall() == [(3,)]
+    # A batch is one write: a row refused late (older than KEEP) keeps every other
+    # measurement of its batch out too.
+    with pytest.raises(tsdb.TsdbError, match="KEEP"):
+        write_line_protocol(con, "db", f"cpu,host=a usage=1 {t0 + 9}\nold v=1 1000", "s")
+    assert con.execute("SELECT count(*) FROM db.cpu").fetchall() == [(3,)]
     # Nanosecond timestamps convert exactly (no float rounding) to the database's precision.
     write_line_protocol(con, "db", "ns v=1 1700000000123999999")
     ts = con.execute("SELECT CAST(_ts AS BIGINT) FROM db.ns").fetchall()

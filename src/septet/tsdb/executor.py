@@ -327,6 +327,13 @@ class Session:
         return self.engine.insert([(t.uid, rows)])
 
     def _insert_stable(self, db_name: str, stable: str, data: pa.Table) -> int:
+        return self.engine.insert(*self.stable_batches(db_name, stable, data))
+
+    def stable_batches(
+        self, db_name: str, stable: str, data: pa.Table
+    ) -> tuple[list[tuple[int, pa.Table]], list[RowsMeta]]:
+        """Rows for a super table as the engine's per-sub-table batches (creating missing
+        sub-tables), not yet written: callers may write several in one WAL record."""
         db = self.engine.database(db_name)
         st = db.stables[stable]
         lower = {n.lower(): n for n in data.column_names}
@@ -377,7 +384,7 @@ class Session:
             metas.append(
                 RowsMeta(int(lo[i]), int(hi[i]), not bool(unordered[i]), int(per_row * (b - a)))
             )
-        return self.engine.insert(batches, metas)
+        return batches, metas
 
     def _Delete(self, s: A.Delete, ctx: Context) -> Result:
         q = A.Select([(A.Star(), None)], s.table, s.where)

@@ -265,8 +265,8 @@ def subtable_name(measurement: str, tags: dict[str, str]) -> str:
 def write_points(connection: Any, database: str, points: list[Point], precision: str = "ns") -> int:
     """Write parsed points through ``connection`` (a tsdb Connection); returns rows written.
 
-    Schema changes come first (checked for conflicts before any is made), then each
-    measurement's rows go in as one bulk insert.
+    Schema changes come first (checked for conflicts before any is made), then all rows go
+    in as one insert (one WAL record).
     """
     if precision not in _PRECISION:
         raise TsdbError(f"precision must be one of {sorted(_PRECISION)}, not {precision!r}")
@@ -337,9 +337,10 @@ def write_points(connection: Any, database: str, points: list[Point], precision:
             for k in tags:
                 if st.tag(k) is None:
                     engine.alter_columns(db.name, st_name, "add", k, TAG_TYPE, True)
-        # 3. Rows, one bulk insert per measurement.
+        # 3. Rows of every measurement, then one insert.
         src_ns = _PRECISION[precision]
-        total = 0
+        batches: list = []
+        metas: list = []
         for st_name, pts, fields, tags in plans:
             cols: dict[str, list[Any]] = {"tbname": [], TS_COLUMN: []}
             for k in tags:
@@ -367,8 +368,11 @@ def write_points(connection: Any, database: str, points: list[Point], precision:
                 arrays[k] = pa.array(cols[k], pa.string())
             for k, t in fields.items():
                 arrays[k] = pa.array(cols[k], _ARROW[t])
-            total += connection.insert_arrow(st_name, pa.table(arrays), db.name)
-        return total
+            b, m = connection.session.stable_batches(db.name, st_name, pa.table(arrays))
+            batches += b
+            metas += m
+        # One WAL record for the whole batch: after a crash it is there whole or not at all.
+        return engine.insert(batches, metas)
 
 
 _ARROW = {"BIGINT": pa.int64(), "BIGINT UNSIGNED": pa.uint64(), "DOUBLE": pa.float64(),
