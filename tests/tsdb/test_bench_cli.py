@@ -33,3 +33,5 @@ def test_bench_against_server_and_show_state(tmp_path):
         assert show("CONNECTIONS")["data"][0][0] >= 6  # requests served
     r = CliRunner().invoke(app, ["bench", "-t", "3"])
     assert r.exit_code != 0
+    r = CliRunner().invoke(app, ["bench", "--data", str(tmp_path), "-d", "x; DROP DATABASE y"])
+    assert r.exit_code != 0 and "invalid database name" in str(r.exception)

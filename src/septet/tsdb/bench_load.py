@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from septet.common.progress import track
+from septet.tsdb.catalog import check_identifier
 from septet.tsdb.errors import TsdbError
 
 LOCATIONS = ["California.SanFrancisco", "California.LosAngeles", "California.SanDiego",
@@ -71,6 +72,7 @@ def run_bench(
     (a REST client). The INSERTs are generated here from numbers, never from user text."""
     if tables <= 0 or rows <= 0 or batch <= 0:
         raise TsdbError("--tables, --rows and --batch must be positive")
+    database = check_identifier(database, "database")  # the only text put into the SQL
     if hasattr(target, "execute"):
 
         def sql(text: str) -> Any:
