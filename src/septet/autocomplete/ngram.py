@@ -25,9 +25,11 @@ class NgramScorer:
         self.counts: list[dict[tuple[int, ...], Counter[int]]] = [
             defaultdict(Counter) for _ in range(n)
         ]
+        self._unigram: torch.Tensor | None = None
 
     def fit(self, token_lists: Iterable[Sequence[int]]) -> NgramScorer:
         """Count the n-grams of every sequence."""
+        self._unigram = None
         for ids in token_lists:
             ids = list(ids)
             for i, token in enumerate(ids):
@@ -39,10 +41,12 @@ class NgramScorer:
 
     def distribution(self, history: Sequence[int]) -> torch.Tensor:
         """P(next token | the last n-1 tokens of ``history``), (V,)."""
-        unigram = torch.ones(self.vocab_size)
-        for token, c in self.counts[0][()].items():
-            unigram[token] += c
-        probs = unigram / unigram.sum()
+        if self._unigram is None:  # add-one unigram, computed once after fitting
+            unigram = torch.ones(self.vocab_size)
+            for token, c in self.counts[0][()].items():
+                unigram[token] += c
+            self._unigram = unigram / unigram.sum()
+        probs = self._unigram
         for order in range(1, self.n):
             if len(history) < order:
                 break
