@@ -28,7 +28,7 @@ $(VENV)/.installed-all: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-all
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
-	bash scripts/install-system-packages.sh
+	bash scripts/install-system-packages.sh test
 	touch $@
 
 demo: $(VENV)/.installed-all
@@ -40,6 +40,7 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	@if [ -z "$(PART)" ] || [ ! -f benchmarks/$(PART)/run.py ]; then \
 		echo "usage: make bench PART=<part>, one of: $$(ls benchmarks | grep -v results | tr '\n' ' ')" >&2; exit 2; fi
+	bash scripts/install-system-packages.sh bench
 	$(BIN)/python benchmarks/$(PART)/run.py
 
 lint: $(VENV)/.installed-dev

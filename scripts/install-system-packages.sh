@@ -1,13 +1,28 @@
 #!/usr/bin/env bash
-# Debian packages that the tests and benchmarks need (real data files, real servers).
-# Installs only what is missing, so a second run costs nothing. Runs as root on CI and dev machines.
+# Debian packages that the tests (`test`) or the benchmarks (`bench`) need: real data files and
+# real peer servers. Installs only what is missing, so a second run costs nothing.
+# Usage: install-system-packages.sh test|bench
 set -euo pipefail
 
-packages=(
-    opencv-doc  # video benchmark: examples/data/vtest.avi (pedestrians, 768x576)
-    influxdb  # tsdb serve benchmark: InfluxDB 1.6 server, started on loopback
-    victoria-metrics  # tsdb serve benchmark: VictoriaMetrics server, started on loopback
-)
+group=${1:-test}
+case "$group" in
+    test)
+        # The tests make their own data and start their own servers; nothing from Debian yet.
+        packages=()
+        ;;
+    bench)
+        packages=(
+            opencv-doc        # video: examples/data/vtest.avi (pedestrians, 768x576)
+            influxdb          # tsdb serve: InfluxDB 1.6 server, started on loopback
+            victoria-metrics  # tsdb serve: VictoriaMetrics server, started on loopback
+            mricron-data      # med3d: Colin27 T1 brain with the AAL atlas
+        )
+        ;;
+    *)
+        echo "error: unknown package group '$group'; use test or bench" >&2
+        exit 2
+        ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
