@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from .tiny_checkpoints import write_tiny_bert
 from typer.testing import CliRunner
 
 from septet.cli import app
 from septet.errors import InputError
 from septet.transformers.bundled import minilm_path
+
+from .tiny_checkpoints import write_tiny_bert
 
 DATA = Path(__file__).parent / "data"
 # One torch thread: on a shared CPU, two spinning threads make these small runs several times

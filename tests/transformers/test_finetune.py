@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from .tiny_checkpoints import write_tiny_bert
 
 from septet.common.training import OptimizerConfig, TrainingConfig
 from septet.errors import ConfigError, InputError, NotFoundError
@@ -21,6 +20,8 @@ from septet.transformers.finetune import (
     finetune_text_classifier,
     read_classification_jsonl,
 )
+
+from .tiny_checkpoints import write_tiny_bert
 
 DATA = Path(__file__).parent / "data"
 # One torch thread: on a shared CPU, two spinning threads make these small runs several times
