@@ -71,3 +71,21 @@ def test_progress_is_silent_when_quiet_and_still_yields_everything():
         assert list(track(range(5), description="counting")) == [0, 1, 2, 3, 4]
     finally:
         set_quiet(False)
+
+
+def test_dataclass_from_dict_names_every_unknown_key_and_the_known_ones():
+    import dataclasses
+
+    from septet.common.config import dataclass_from_dict
+
+    @dataclasses.dataclass
+    class Settings:
+        rate: float = 0.1
+        steps: int = 10
+
+    assert dataclass_from_dict(Settings, {"steps": 3}, "demo") == Settings(steps=3)
+    with pytest.raises(ConfigError) as raised:
+        dataclass_from_dict(Settings, {"stepz": 3, "rte": 1, "rate": 2.0}, "demo")
+    message = str(raised.value)
+    assert message.startswith("unknown demo config key(s) 'rte', 'stepz'")
+    assert "known keys: rate, steps" in message

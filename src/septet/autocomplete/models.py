@@ -40,7 +40,7 @@ class LSTMConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LSTMConfig:
         """Read from a dict; unknown keys are errors."""
-        from septet.common.training import dataclass_from_dict
+        from septet.common.config import dataclass_from_dict
 
         return dataclass_from_dict(cls, values, "LSTM")
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from septet.common.atomic import atomic_write_json, fsync_directory
+from septet.common.config import dataclass_from_dict
 from septet.common.device import choose_device
 from septet.common.progress import progress_bar
 from septet.errors import CheckpointError, ConfigError, SeptetError
@@ -55,17 +56,6 @@ BEST_FILE = "best.json"
 
 class TrainingDivergedError(SeptetError):
     """The loss became NaN or infinite."""
-
-
-def dataclass_from_dict(cls: type, values: Mapping[str, Any], where: str) -> Any:
-    """Build dataclass ``cls`` from ``values``; an unknown key is an error naming it."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown {where} setting {unknown[0]!r}; known settings: {', '.join(sorted(known))}"
-        )
-    return cls(**values)
 
 
 @dataclass

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from septet.common.config import dataclass_from_dict
 from septet.errors import ConfigError
 
 PRECISIONS = ("auto", "bf16", "fp32")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
-
-
-def dataclass_from_dict(cls: type, values: dict[str, Any], what: str) -> Any:
-    """Build dataclass ``cls`` from ``values``; unknown keys are an error that names them."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown {what} config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    return cls(**values)
 
 
 @dataclass

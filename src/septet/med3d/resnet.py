@@ -172,7 +172,7 @@ class ResNet3dConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ResNet3dConfig:
         """A config from a dict; an unknown key is an error naming it."""
-        from septet.med3d.config import dataclass_from_dict
+        from septet.common.config import dataclass_from_dict
 
         return dataclass_from_dict(cls, values, "model")
 

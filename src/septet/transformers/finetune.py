@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from septet.common.atomic import atomic_write_json
+from septet.common.config import dataclass_from_dict
 from septet.common.seeding import seed_everything
 from septet.common.training import (
     OptimizerConfig,
     Trainer,
     TrainingConfig,
-    dataclass_from_dict,
     list_checkpoints,
     load_model_weights,
 )

@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from septet.common.config import dataclass_from_dict
 from septet.errors import ConfigError, InputError
 from septet.video.box import Box, box_from_mask, check_box_in_frame, parse_box
 from septet.video.inpainting import FlowGuidedInpainter, Inpainter, is_scene_cut
@@ -53,14 +54,7 @@ class RemovalConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RemovalConfig:
         """A config from a dict; an unknown key is a ConfigError naming it and the known keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown video removal setting(s) {', '.join(unknown)}; "
-                f"the settings are: {', '.join(sorted(known))}"
-            )
-        config = cls(**values)
+        config = dataclass_from_dict(cls, values, "video removal")
         config.validate()
         return config
 
