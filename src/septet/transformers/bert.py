@@ -425,13 +425,15 @@ class BertForSequenceClassification(BertPreTrainedModel):
 
 
 class BertForTokenClassification(BertPreTrainedModel):
-    """Per-token labels (NER, POS): (B, S, num_labels) logits."""
+    """Per-token labels (NER, POS): (B, S, num_labels) logits. RoBERTa reuses this head with its
+    own body (``backbone_class``), kept under the family's prefix so checkpoint keys match."""
 
     new_head_keys: ClassVar[tuple[str, ...]] = (r"^classifier\.",)
+    backbone_class: ClassVar[type[nn.Module]] = BertModel
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
+        setattr(self, self.base_model_prefix, self.backbone_class(config, add_pooling_layer=False))
         self.dropout = nn.Dropout(head_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
@@ -445,20 +447,21 @@ class BertForTokenClassification(BertPreTrainedModel):
         output_hidden_states: bool = False,
     ) -> TokenClassifierOutput:
         """Logits; with ``labels`` (B, S; -100 = ignore) the cross-entropy loss."""
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_hidden_states)
+        out = self.base_model(input_ids, attention_mask, token_type_ids, output_hidden_states)
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None if labels is None else token_classification_loss(logits, labels)
         return TokenClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states)
 
 
 class BertForQuestionAnswering(BertPreTrainedModel):
-    """Extractive QA: start and end scores for every token."""
+    """Extractive QA: start and end scores for every token (RoBERTa reuses it, as above)."""
 
     new_head_keys: ClassVar[tuple[str, ...]] = (r"^qa_outputs\.",)
+    backbone_class: ClassVar[type[nn.Module]] = BertModel
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
+        setattr(self, self.base_model_prefix, self.backbone_class(config, add_pooling_layer=False))
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
@@ -472,7 +475,7 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         output_hidden_states: bool = False,
     ) -> QuestionAnsweringOutput:
         """Start/end logits (B, S); with both positions given, the span loss."""
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_hidden_states)
+        out = self.base_model(input_ids, attention_mask, token_type_ids, output_hidden_states)
         return qa_output(
             self.qa_outputs(out.last_hidden_state), start_positions, end_positions, out
         )

@@ -17,23 +17,21 @@ from torch import nn
 from septet.transformers.bert import (
     BertConfig,
     BertEmbeddings,
+    BertForQuestionAnswering,
+    BertForTokenClassification,
     BertModel,
     BertPreTrainedModel,
     head_dropout,
     masked_lm_loss,
-    qa_output,
 )
 from septet.transformers.config import ModelConfig
 from septet.transformers.modeling import (
     linear_activation,
     sequence_classification_loss,
-    token_classification_loss,
 )
 from septet.transformers.outputs import (
     MaskedLMOutput,
-    QuestionAnsweringOutput,
     SequenceClassifierOutput,
-    TokenClassifierOutput,
 )
 
 
@@ -181,58 +179,16 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
         return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states)
 
 
-class RobertaForTokenClassification(RobertaPreTrainedModel):
-    """Per-token labels: (B, S, num_labels) logits."""
+class RobertaForTokenClassification(RobertaPreTrainedModel, BertForTokenClassification):
+    """Per-token labels: (B, S, num_labels) logits; BERT's head over the RoBERTa body."""
 
-    new_head_keys: ClassVar[tuple[str, ...]] = (r"^classifier\.",)
-
-    def __init__(self, config: RobertaConfig):
-        super().__init__(config)
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(head_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> TokenClassifierOutput:
-        """Logits; with ``labels`` (B, S; -100 = ignore) the cross-entropy loss."""
-        out = self.roberta(input_ids, attention_mask, token_type_ids, output_hidden_states)
-        logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = None if labels is None else token_classification_loss(logits, labels)
-        return TokenClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states)
+    backbone_class = RobertaModel
 
 
-class RobertaForQuestionAnswering(RobertaPreTrainedModel):
-    """Extractive QA: start and end scores for every token."""
+class RobertaForQuestionAnswering(RobertaPreTrainedModel, BertForQuestionAnswering):
+    """Extractive QA: start and end scores for every token; BERT's head over the RoBERTa body."""
 
-    new_head_keys: ClassVar[tuple[str, ...]] = (r"^qa_outputs\.",)
-
-    def __init__(self, config: RobertaConfig):
-        super().__init__(config)
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, 2)
-        self.post_init()
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> QuestionAnsweringOutput:
-        """Start/end logits (B, S); with both positions given, the span loss."""
-        out = self.roberta(input_ids, attention_mask, token_type_ids, output_hidden_states)
-        return qa_output(
-            self.qa_outputs(out.last_hidden_state), start_positions, end_positions, out
-        )
+    backbone_class = RobertaModel
 
 
 # -- XLM-RoBERTa: the same network, its own model_type (a multilingual SentencePiece vocab) --
