@@ -423,7 +423,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--systems", default="septet,duckdb,chdb,sqlite")
     ap.add_argument("--name", default=None, help="results file name [tsdb_<hosts>hosts]")
+    ap.add_argument(
+        "--queries", default=None, help="comma-separated query types to run [all of them]"
+    )
+    ap.add_argument("--no-save", action="store_true", help="print only; write no results files")
     args = ap.parse_args()
+    query_types = QUERY_TYPES if args.queries is None else tuple(args.queries.split(","))
+    unknown = sorted(set(query_types) - set(QUERY_TYPES))
+    if unknown:
+        ap.error(f"unknown query types {unknown}; choose from {', '.join(QUERY_TYPES)}")
 
     gen = CpuOnly(hosts=args.hosts, seed=args.seed)
     end = gen.start_ms + args.hours * HOUR
@@ -432,6 +440,7 @@ def main() -> None:
     n_rows = sum(b.num_rows for b in batches)
     n_metrics = n_rows * len(CPU_FIELDS)
     queries = make_queries(gen, end, args.instances, args.seed)
+    queries = {qt: queries[qt] for qt in query_types}
     classes = {"septet": Septet, "duckdb": DuckDB, "chdb": ChDB, "sqlite": SQLite}
     work = Path(tempfile.mkdtemp(prefix="tsdb-bench-"))
     ingest_rows, query_rows, results = [], [], {}
@@ -494,7 +503,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     base = answers.get("DuckDB")
-    for qt in QUERY_TYPES:
+    for qt in query_types:
         row = {"query": qt}
         for name, res in results.items():
             row[f"{name} ms"] = res["latency_s"][qt] * 1000
@@ -512,6 +521,9 @@ def main() -> None:
                 agree.append(f"{name}:{'ok' if same else 'DIFF'}")
             row["same answers as DuckDB"] = " ".join(agree)
         query_rows.append(row)
+        print(row, flush=True)
+    if args.no_save:
+        return
     name = args.name or f"tsdb_{args.hosts}hosts"
     write_benchmark_results(
         name,

@@ -37,7 +37,7 @@ def connect(
     """Open (creating if needed) the database directory ``path``, or memory for ``":memory:"``.
 
     ``options`` are EngineOptions: fsync ("always", "periodic", "off"), fsync_period_ms,
-    memtable_bytes, max_segments, block_cache_bytes.
+    memtable_bytes, max_segments, block_cache_bytes, query_threads.
     """
     target = None if str(path) == ":memory:" else path
     return Connection(Engine(target, **options), database)

@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from septet.common.atomic import atomic_write_bytes, atomic_write_json
+from septet.tsdb.blocks import BlockPiece, Piece, RowsPiece, clip
 from septet.tsdb.catalog import (
     Column,
     Database,
@@ -62,6 +63,7 @@ class EngineOptions:
     memtable_bytes: int = 256 << 20  # flush when the memtable holds this much
     max_segments: int = 4  # segments per partition before they are compacted into one
     block_cache_bytes: int = 512 << 20
+    query_threads: int = 0  # threads that decode and aggregate a query's tables; 0: one per core
 
     @staticmethod
     def from_kwargs(kwargs: dict[str, Any]) -> EngineOptions:
@@ -850,6 +852,113 @@ class Engine:
                     sources.append(_select(chunk, wanted, db, uid, self))
                     known.append(False)
             return merge_sources(sources, known), stats
+
+    def pieces(
+        self, uid: int, col_ids: list[int], t0: int | None = None, t1: int | None = None
+    ) -> list[Piece]:
+        """One table's rows with t0 <= ts <= t1 as pieces in time order (see blocks.py).
+
+        Blocks and memtable chunks that overlap nothing else stay as they are (a block keeps
+        its statistics, nothing is decoded yet); sources that overlap are merged into one
+        piece, the newest write of a timestamp winning. Hold ``self.lock`` while the pieces
+        are used: they read segment maps that a flush or compaction may close.
+        """
+        return self.pieces_many([uid], col_ids, t0, t1)[0]
+
+    def pieces_many(
+        self, uids: list[int], col_ids: list[int], t0: int | None = None, t1: int | None = None
+    ) -> list[list[Piece]]:
+        """:meth:`pieces` of many tables (what they share is looked up once)."""
+        wanted = [TS] + [col_key(c) for c in col_ids]
+        names_of: dict[str, list[SegmentReader]] = {}
+        types_of: dict[Any, dict[int, pa.DataType]] = {}
+        out = []
+        for uid in uids:
+            db = self.dbs[self.uid_db[uid]]
+            readers = names_of.get(db.name)
+            if readers is None:
+                names = self._segment_names(db, t0, t1)
+                readers = names_of[db.name] = [self.readers[n] for n in names]
+            table = self._table_by_uid(uid)
+            key = (db.name, table.stable) if table.stable is not None else uid
+            types = types_of.get(key)
+            if types is None:
+                prec = db.options.precision
+                types = {c.id: arrow_type(c.type, prec) for c in db.columns_of(table)}
+                types_of[key] = types
+            out.append(self._pieces(uid, db, readers, types, wanted, col_ids, t0, t1))
+        return out
+
+    def _pieces(
+        self,
+        uid: int,
+        db: Database,
+        readers: list[SegmentReader],
+        types: dict[int, pa.DataType],
+        wanted: list[str],
+        col_ids: list[int],
+        t0: int | None,
+        t1: int | None,
+    ) -> list[Piece]:
+        spans: list[tuple[int, int, int, Any, int]] = []  # lo, hi, age, reader|None, index
+        for age, reader in enumerate(readers):
+            for i, b in enumerate(reader.tables.get(uid, ())):
+                if (t0 is not None and b.t1 < t0) or (t1 is not None and b.t0 > t1):
+                    continue
+                spans.append((b.t0, b.t1, age, reader, i))
+        mem = self.mem.get(uid)
+        if mem is not None:
+            for k, (lo, hi) in enumerate(mem.ranges):
+                if (t0 is not None and hi < t0) or (t1 is not None and lo > t1):
+                    continue
+                spans.append((lo, hi, len(readers) + k, None, k))
+        if not spans:
+            return []
+        if len(spans) > 1:
+            spans.sort(key=lambda s: (s[0], s[2]))
+        compressor = db.options.compression
+        out: list[Piece] = []
+
+        def block_piece(reader: SegmentReader, i: int) -> BlockPiece:
+            block = reader.tables[uid][i]
+            return BlockPiece(reader, block, i, self.cache, uid, types, compressor, t0, t1)
+
+        def emit(cluster: list[tuple[int, int, int, Any, int]]) -> None:
+            if len(cluster) == 1:
+                _, _, _, reader, i = cluster[0]
+                if reader is not None:
+                    out.append(block_piece(reader, i))
+                    return
+                if mem.sorted[i]:
+                    rows = clip(_select(mem.chunks[i], wanted, db, uid, self), t0, t1)
+                    if rows.num_rows:
+                        out.append(RowsPiece(rows))
+                    return
+            sources = []
+            ordered = sorted(cluster, key=lambda s: s[2])  # oldest first: the newest wins
+            for _, _, _, reader, i in ordered:
+                if reader is None:
+                    sources.append(clip(_select(mem.chunks[i], wanted, db, uid, self), t0, t1))
+                else:
+                    piece = block_piece(reader, i)
+                    arrays = [pa.array(piece.ts(), pa.int64())]
+                    arrays += [piece.column(c) for c in col_ids]
+                    sources.append(pa.Table.from_arrays(arrays, names=wanted))
+            merged = merge_sources(sources, [s[3] is not None for s in ordered])
+            if merged is not None and merged.num_rows:
+                out.append(RowsPiece(merged))
+
+        cluster = [spans[0]]
+        reach = spans[0][1]
+        for s in spans[1:]:
+            if s[0] <= reach:
+                cluster.append(s)
+                reach = max(reach, s[1])
+            else:
+                emit(cluster)
+                cluster, reach = [s], s[1]
+        emit(cluster)
+        return out
 
     def last_row(self, uid: int) -> pa.Table | None:
         """The newest row of a table (all current columns), from the last-row cache."""

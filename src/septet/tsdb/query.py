@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 
 from septet.tsdb import aggregates as K
 from septet.tsdb import sqlast as A
-from septet.tsdb.catalog import Column, Database, Table, arrow_type, is_numeric
+from septet.tsdb import windowagg
+from septet.tsdb.catalog import Column, Database, Table, arrow_type, is_numeric, numpy_dtype
 from septet.tsdb.engine import Engine
 from septet.tsdb.errors import TsdbError
 from septet.tsdb.expressions import (
@@ -93,9 +94,9 @@ def run_select(
         and src.sub is None
     )
     if is_agg and not row_conds and not names & (MULTI_ROW | ROW_FUNCTIONS) and src.tables:
-        from_stats = _aggregate_from_stats(engine, q, items, src, ctx, t0, t1)
-        if from_stats is not None:
-            return from_stats
+        by_pieces = _aggregate_pieces(engine, q, items, src, ctx, t0, t1)
+        if by_pieces is not None:
+            return by_pieces
     cond = None
     for c in row_conds:
         cond = c if cond is None else A.Binary("AND", cond, c)
@@ -725,9 +726,20 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
             return A.ColumnRef(name)
         return None
 
-    present = np.ones(len(starts), dtype=bool)
+    lo, hi = t0, t1
+    if q.fill is not None and ts.size:
+        lo = int(ts.min()) if lo is None else lo
+        hi = int(ts.max()) if hi is None else hi
+    return _finish_groups(q, items, result, subst, wins, ctx, lo, hi, keys)
+
+
+def _finish_groups(
+    q: A.Select, items, result: Frame, subst, wins, ctx: Context, lo, hi, keys
+) -> pa.Table:
+    """One row per group (``__ws``/``__part`` per window) -> FILL, window columns, output."""
+    present = np.ones(result.length, dtype=bool)
     if wins is not None and q.fill is not None and q.fill.mode != "NONE":
-        result, present = _fill_grid(result, wins, ctx, t0, t1, frame, n_part, keys)
+        result, present = _fill_grid(result, wins, lo, hi, keys)
     if wins is not None:
         ws = result.get("__ws")
         prec = ctx.precision
@@ -771,141 +783,97 @@ def _project_groups(
     return _order_limit(q, items, outputs, result, subst, part, ctx, per_group_limit)
 
 
-_STATS_FUNCTIONS = {"COUNT", "SUM", "MIN", "MAX", "AVG", "SPREAD"}
-
-
-def _aggregate_from_stats(
+def _aggregate_pieces(
     engine: Engine, q: A.Select, items, src: Source, ctx: Context, t0, t1
 ) -> pa.Table | None:
-    """COUNT/SUM/MIN/MAX/AVG/SPREAD grouped by tags or tbname, from block statistics.
+    """COUNT/SUM/AVG/MIN/MAX/SPREAD grouped by tags or tbname, over tumbling INTERVAL windows
+    or none, computed block by block (windowagg.py) without gathering the rows.
 
-    Blocks wholly inside the time range that overlap no other data are not decoded: their
-    count, sum, min and max come from the segment index. Returns None when the query is not
-    of that shape (then the general path runs).
+    Whole blocks inside one window are answered from their statistics, undecoded. Returns
+    None when the query is not of that shape (then the general path runs).
     """
     keys = q.partition_by + q.group_by
+    if src.sub is not None or src.db is None:
+        return None
     per_table = _table_codes(keys, src)
-    if per_table is None or q.interval is not None or src.sub is not None or src.db is None:
+    if per_table is None:
+        return None
+    wins = _windows(q.interval, ctx) if q.interval else None
+    if wins is not None and wins.sliding != wins.interval:
         return None
     sources = [e for e, _ in items] + [o.expr for o in q.order_by]
     sources += [q.having] if q.having is not None else []
-    if any(_outside_refs(e, set(keys)) for e in sources) or any(
+    if any(_outside_refs(e, set(keys)) for e in sources):
+        return None
+    if wins is None and any(
         isinstance(x, A.ColumnRef) and x.name in WINDOW_COLUMNS for e in sources for x in walk(e)
     ):
-        return None
+        return None  # the general path explains the error
     by_name = {c.name: c for c in src.columns[1:]}
-    calls: list[A.Func] = []
+    prec = src.db.options.precision
+    calls: dict[A.Func, tuple[int | None, pa.DataType | None]] = {}
+    needs: dict[int, windowagg.ColumnNeeds] = {}
     for e in sources:
         for f in _top_aggregates(e):
             if f in calls:
                 continue
-            star = f.name == "COUNT" and (not f.args or isinstance(f.args[0], A.Star))
-            plain = (
-                len(f.args) == 1
-                and isinstance(f.args[0], A.ColumnRef)
-                and (f.args[0].name in by_name and is_numeric(by_name[f.args[0].name].type))
-            )
-            if f.name not in _STATS_FUNCTIONS or f.distinct or not (star or plain):
+            if f.name not in windowagg.FUNCTIONS or f.distinct:
                 return None
-            calls.append(f)
+            if f.name == "COUNT" and (not f.args or isinstance(f.args[0], A.Star)):
+                calls[f] = (None, None)
+                continue
+            if len(f.args) != 1 or not isinstance(f.args[0], A.ColumnRef):
+                return None
+            col = by_name.get(f.args[0].name)
+            if col is None:
+                return None
+            dtype = numpy_dtype(col.type) if is_numeric(col.type) else None
+            if f.name != "COUNT" and (dtype is None or dtype == np.uint64):
+                return None  # the general path handles (or rejects) the rest
+            need = needs.get(col.id)
+            if need is None:
+                need = needs[col.id] = windowagg.ColumnNeeds(None)
+            if f.name != "COUNT":
+                need.dtype = dtype
+                need.sum |= f.name in ("SUM", "AVG")
+                need.extremes |= f.name in ("MIN", "MAX", "SPREAD")
+            calls[f] = (col.id, arrow_type(col.type, prec))
     if not calls:
         return None
-    table_pid = per_table[0]
-    n_tables = len(src.tables)
-    cols = sorted({f.args[0].name for f in calls if f.args and isinstance(f.args[0], A.ColumnRef)})
-    stat_cols = cols or [src.columns[1].name] if len(src.columns) > 1 else []
-    if not stat_cols:
-        return None
-    partial: dict[str, dict[str, np.ndarray]] = {}
-    rows_per_table = np.zeros(n_tables, dtype=np.int64)
-    for name in stat_cols:
-        col = by_name[name]
-        cnt = np.zeros(n_tables, dtype=np.int64)
-        total = np.zeros(n_tables, dtype=np.float64 if col.type in ("FLOAT", "DOUBLE") else object)
-        lo = np.full(n_tables, None, dtype=object)
-        hi = np.full(n_tables, None, dtype=object)
-        for i, table in enumerate(src.tables):
-            rest, stats = engine.scan(table.uid, [col.id], t0, t1, stats_col=col.id)
-            values = [] if rest is None else [rest.column(col_key(col.id))]
-            n_rest = 0 if rest is None else rest.num_rows
-            counts = [s[0] for s in stats]
-            sums = [s[3] for s in stats if s[0]]
-            mins = [s[1] for s in stats if s[0]]
-            maxs = [s[2] for s in stats if s[0]]
-            rows_i = sum(s[4] for s in stats) + n_rest
-            for arr in values:
-                live = arr.drop_null()
-                counts.append(len(live))
-                if len(live):
-                    x = to_numpy_valid(live)[0]
-                    sums.append(x.sum(dtype=np.float64 if x.dtype.kind == "f" else np.int64))
-                    mins.append(x.min())
-                    maxs.append(x.max())
-            cnt[i] = sum(counts)
-            total[i] = sum(sums) if sums else 0
-            lo[i] = min(mins, key=_nan_first) if mins else None
-            hi[i] = max(maxs, key=_nan_last) if maxs else None
-            rows_per_table[i] = max(rows_per_table[i], rows_i)
-        partial[name] = {"count": cnt, "sum": total, "min": lo, "max": hi}
-    present_tables = rows_per_table > 0
-    groups = np.unique(table_pid[present_tables]) if present_tables.any() else np.zeros(0, int)
-    if not keys and groups.size == 0:
-        groups = np.zeros(1, dtype=np.int64)  # an aggregate over no rows is one row
-    n_groups = groups.size
-    member = [
-        [i for i in range(n_tables) if present_tables[i] and table_pid[i] == g] for g in groups
-    ]
+    table_pid, n_part = per_table
+    col_ids = sorted(needs)
+    with engine.lock:  # the pieces read segment maps that a flush may replace
+        pieces = engine.pieces_many([t.uid for t in src.tables], col_ids, t0, t1)
+        tables = list(zip(table_pid.tolist(), pieces, strict=True))
+        partials = windowagg.aggregate(tables, wins, needs, engine.options.query_threads)
+    n_groups = partials.pid.size
+    if not keys and wins is None and n_groups == 0:
+        # An aggregate over no rows is one row: COUNT 0, everything else NULL.
+        zero = np.zeros(1, np.int64)
+        partials = windowagg.Partials(zero, zero, zero)
+        for cid, need in needs.items():
+            partials.count[cid] = zero
+            if need.sum:
+                partials.sum[cid] = np.zeros(1, need.acc)
+            if need.extremes:
+                partials.min[cid] = partials.max[cid] = np.zeros(1, need.dtype)
+        n_groups = 1
     result = Frame({}, n_groups)
     calls_map: dict[A.Func, str] = {}
-    for k, f in enumerate(calls):
-        name = f"__agg{k}"
-        calls_map[f] = name
-        if f.name == "COUNT" and (not f.args or isinstance(f.args[0], A.Star)):
-            result.columns[name] = pa.array(
-                [int(rows_per_table[m].sum()) for m in member], pa.int64()
-            )
-            continue
-        col = by_name[f.args[0].name]
-        p = partial[col.name]
-        typ = arrow_type(col.type, ctx.precision)
-        count = np.array([int(p["count"][m].sum()) for m in member], dtype=np.int64)
-        if f.name == "COUNT":
-            result.columns[name] = pa.array(count)
-            continue
-        sums = [sum(p["sum"][m]) if len(m) else 0 for m in member]
-        mins = [_pick(p["min"][m], min) for m in member]
-        maxs = [_pick(p["max"][m], max) for m in member]
-        ok = count > 0
-        if f.name == "SUM":
-            sum_type = pa.float64() if pa.types.is_floating(typ) else pa.int64()
-            result.columns[name] = pa.array(
-                [s if o else None for s, o in zip(sums, ok, strict=True)], sum_type
-            )
-        elif f.name == "AVG":
-            result.columns[name] = pa.array(
-                [float(s) / c if o else None for s, c, o in zip(sums, count, ok, strict=True)],
-                pa.float64(),
-            )
-        elif f.name == "SPREAD":
-            result.columns[name] = pa.array(
-                [
-                    float(h) - float(lo_) if o else None
-                    for h, lo_, o in zip(maxs, mins, ok, strict=True)
-                ],
-                pa.float64(),
-            )
-        else:
-            vals = mins if f.name == "MIN" else maxs
-            result.columns[name] = pa.array(
-                [v if o else None for v, o in zip(vals, ok, strict=True)], typ
-            )
-    tags = _tag_frame(src)
-    rep_table = np.array([m[0] if m else 0 for m in member], dtype=np.int64)
-    for i, k in enumerate(keys):
-        values = tags.get(k.name)  # type: ignore[union-attr]
-        result.columns[f"__key{i}"] = (
-            values.take(pa.array(rep_table)) if n_tables else pa.nulls(n_groups)
-        )
+    for k, (f, (cid, typ)) in enumerate(calls.items()):
+        calls_map[f] = f"__agg{k}"
+        need = needs.get(cid) if cid is not None else None
+        result.columns[f"__agg{k}"] = windowagg.finish(f.name, cid, partials, need, typ)
+    if keys:
+        first_table = np.zeros(max(n_part, 1), np.int64)
+        first_table[table_pid[::-1]] = np.arange(len(src.tables))[::-1]
+        rep = pa.array(first_table[partials.pid])
+        tags = _tag_frame(src)
+        for i, k in enumerate(keys):
+            result.columns[f"__key{i}"] = tags.get(k.name).take(rep)  # type: ignore[union-attr]
+    if wins is not None:
+        result.columns["__ws"] = partials.wid * wins.interval + wins.offset
+        result.columns["__part"] = partials.pid
     key_index = {k: i for i, k in enumerate(keys)}
 
     def subst(e: A.Expr) -> A.Expr | None:
@@ -915,24 +883,13 @@ def _aggregate_from_stats(
             return A.ColumnRef(f"__key{key_index[e]}")
         return None
 
-    part = np.arange(n_groups) if q.partition_by else None
-    return _project_groups(q, items, result, subst, part, ctx, False)
-
-
-def _nan_first(v: Any) -> tuple:
-    """min() key that lets NaN win, as numpy's minimum does."""
-    return (0, 0) if isinstance(v, float) and v != v else (1, v)
-
-
-def _nan_last(v: Any) -> tuple:
-    return (1, 0) if isinstance(v, float) and v != v else (0, v)
-
-
-def _pick(values: np.ndarray, fn) -> Any:
-    live = [v for v in values if v is not None]
-    if not live:
-        return None
-    return fn(live, key=_nan_first if fn is min else _nan_last)
+    lo, hi = t0, t1
+    if wins is not None and q.fill is not None and (lo is None or hi is None):
+        spans = [(p.t0, p.t1) for _, pieces in tables for p in pieces]
+        if spans:
+            lo = min(s[0] for s in spans) if lo is None else lo
+            hi = max(s[1] for s in spans) if hi is None else hi
+    return _finish_groups(q, items, result, subst, wins, ctx, lo, hi, keys)
 
 
 def _outside_refs(e: A.Expr, keys: set) -> bool:
@@ -1075,22 +1032,11 @@ def _compute(
     raise TsdbError(f"unknown aggregate function {name}()")
 
 
-def _fill_grid(
-    result: Frame,
-    wins: Windows,
-    ctx: Context,
-    t0,
-    t1,
-    frame: Frame,
-    n_part: int,
-    keys: list[A.Expr],
-):
-    """Expand the groups to every window of the range, for each partition."""
+def _fill_grid(result: Frame, wins: Windows, lo, hi, keys: list[A.Expr]):
+    """Expand the groups to every window of [lo, hi] (the query's time range, else the
+    data's), for each partition."""
     ws = result.get("__ws")
     part = result.get("__part")
-    ts = frame.get("__ts")
-    lo = t0 if t0 is not None else (int(ts.min()) if ts.size else None)
-    hi = t1 if t1 is not None else (int(ts.max()) if ts.size else None)
     if lo is None or hi is None or hi < lo:
         return result, np.ones(result.length, dtype=bool)
     grid = wins.grid(lo, hi)

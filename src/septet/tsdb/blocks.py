@@ -1,0 +1,213 @@
+"""A table's rows as pieces: runs of sorted, unique rows that overlap no other stored data.
+
+Queries that aggregate or filter work piece by piece instead of on one merged copy of every
+column. A piece that is a whole segment block carries that block's statistics (non-NULL
+count, min, max and sum per column, written with the block), so that a window covering the
+block is answered without decoding it, and a filter that no value in the block can satisfy
+skips it: TDengine's block SMA. Columns are decoded on first use, through the block cache.
+Only where sources overlap (out-of-order rows in the memtable, or a newer segment rewriting
+older rows) are the overlapping sources merged, the newest write winning; a piece made that
+way has no statistics.
+
+Pieces read the engine's segment maps: use them while holding ``engine.lock``. Their methods
+take no engine lock, so worker threads may decode pieces while the caller holds it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from septet.tsdb.segment import (
+    TS,
+    BlockCache,
+    BlockMeta,
+    SegmentReader,
+    col_key,
+    to_numpy_valid,
+)
+
+_STATS_LOCK = threading.Lock()  # the block cache's accounting, shared by worker threads
+
+
+class Piece:
+    """Rows of one table: ``ts()`` and ``column(id)`` aligned, timestamps strictly rising."""
+
+    __slots__ = ()
+    t0: int  # no row is older (exact when the piece was not cut by the query's range)
+    t1: int  # no row is newer
+    whole: bool  # a whole segment block: ``stats`` describe exactly these rows
+
+    def ts(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def column(self, col_id: int) -> pa.Array:
+        raise NotImplementedError
+
+    @property
+    def rows(self) -> int:
+        return int(self.ts().size)
+
+    def values(self, col_id: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """A fixed-width column as numpy: (values with NULLs as 0, validity or None)."""
+        return to_numpy_valid(self.column(col_id))
+
+    def stats(self, col_id: int) -> list[Any] | None:
+        """[count, min, max, sum] of a column over exactly these rows, or None."""
+        return None
+
+    def bounds(self, col_id: int) -> list[Any] | None:
+        """[count, min, max] of a column over rows that include these, or None."""
+        return None
+
+
+class BlockPiece(Piece):
+    """One segment block (or the part of it inside the query's time range)."""
+
+    __slots__ = (
+        "_cache_key",
+        "_cached",
+        "_ts",
+        "block",
+        "cache",
+        "compressor",
+        "hi",
+        "index",
+        "lo",
+        "reader",
+        "t0",
+        "t1",
+        "types",
+        "whole",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        reader: SegmentReader,
+        block: BlockMeta,
+        index: int,
+        cache: BlockCache,
+        uid: int,
+        types: dict[int, pa.DataType],
+        compressor: str,
+        t0: int | None,
+        t1: int | None,
+    ):
+        self.reader, self.block, self.index, self.cache = reader, block, index, cache
+        self.types, self.compressor = types, compressor
+        self._cache_key = (reader.name, uid)
+        cut_lo = t0 is not None and block.t0 < t0
+        cut_hi = t1 is not None and block.t1 > t1
+        self.whole = not (cut_lo or cut_hi)
+        self.t0 = t0 if cut_lo else block.t0  # type: ignore[assignment]
+        self.t1 = t1 if cut_hi else block.t1  # type: ignore[assignment]
+        self.lo, self.hi = 0, block.rows  # found from the timestamps when cut
+        self._ts: np.ndarray | None = None
+        self._cached: dict | None = None
+
+    def _entry(self) -> dict:
+        if self._cached is None:
+            with _STATS_LOCK:
+                self._cached = self.cache.table(*self._cache_key)
+        return self._cached
+
+    def _added(self, nbytes: int) -> None:
+        with _STATS_LOCK:
+            self.cache.added(*self._cache_key, nbytes)
+
+    def ts(self) -> np.ndarray:
+        if self._ts is not None:
+            return self._ts
+        entry = self._entry()
+        ts = entry.get((self.index, TS))
+        if ts is None:
+            ts = entry[(self.index, TS)] = self.reader.read_ts(self.block)
+            self._added(ts.nbytes)
+        if not self.whole:
+            self.lo = int(np.searchsorted(ts, self.t0, "left"))
+            self.hi = int(np.searchsorted(ts, self.t1, "right"))
+            ts = ts[self.lo : self.hi]
+        self._ts = ts
+        return ts
+
+    @property
+    def rows(self) -> int:
+        return self.block.rows if self.whole else int(self.ts().size)
+
+    def _whole_column(self, entry: dict, col_id: int) -> pa.Array:
+        arr = entry.get((self.index, col_id))
+        if arr is None:
+            arr = self.reader.read_column(self.block, col_id, self.types[col_id], self.compressor)
+            entry[(self.index, col_id)] = arr
+            self._added(arr.nbytes)
+        return arr
+
+    def column(self, col_id: int) -> pa.Array:
+        arr = self._whole_column(self._entry(), col_id)
+        if self.whole:
+            return arr
+        self.ts()  # finds lo/hi
+        return arr.slice(self.lo, self.hi - self.lo)
+
+    def values(self, col_id: int) -> tuple[np.ndarray, np.ndarray | None]:
+        entry = self._entry()
+        key = (self.index, col_id, "np")  # numpy views of the cached Arrow block
+        got = entry.get(key)
+        if got is None:
+            got = entry[key] = to_numpy_valid(self._whole_column(entry, col_id))
+            if got[1] is not None:
+                self._added(got[0].nbytes + got[1].nbytes)
+        if self.whole:
+            return got
+        self.ts()
+        x, valid = got
+        return x[self.lo : self.hi], None if valid is None else valid[self.lo : self.hi]
+
+    def stats(self, col_id: int) -> list[Any] | None:
+        if not self.whole:
+            return None
+        meta = self.block.cols.get(col_id)
+        return [0, None, None, 0] if meta is None else meta[2:6]  # None: all NULL here
+
+    def bounds(self, col_id: int) -> list[Any] | None:
+        meta = self.block.cols.get(col_id)
+        return None if meta is None else meta[2:5]
+
+
+class RowsPiece(Piece):
+    """Rows held in memory: a memtable chunk, or sources merged where they overlapped."""
+
+    __slots__ = ("_ts", "t0", "t1", "table", "whole")
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+        self._ts = table.column(TS).to_numpy()
+        self.t0, self.t1 = int(self._ts[0]), int(self._ts[-1])
+        self.whole = False
+
+    def ts(self) -> np.ndarray:
+        return self._ts
+
+    @property
+    def rows(self) -> int:
+        return int(self._ts.size)
+
+    def column(self, col_id: int) -> pa.Array:
+        col = self.table.column(col_key(col_id))
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+
+
+def clip(table: pa.Table, t0: int | None, t1: int | None) -> pa.Table:
+    """The rows of ``table`` with t0 <= ts <= t1 (any order)."""
+    if t0 is None and t1 is None:
+        return table
+    ts = table.column(TS).to_numpy()
+    mask = np.ones(ts.size, dtype=bool)
+    if t0 is not None:
+        mask &= ts >= t0
+    if t1 is not None:
+        mask &= ts <= t1
+    return table if mask.all() else table.filter(pa.array(mask))
