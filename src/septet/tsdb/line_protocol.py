@@ -30,6 +30,7 @@ _PRECISION = {"ns": 1, "n": 1, "u": 10**3, "us": 10**3, "ms": 10**6, "s": 10**9,
 _BOOLS = {"t": True, "T": True, "true": True, "True": True, "TRUE": True,
           "f": False, "F": False, "false": False, "False": False, "FALSE": False}  # fmt: skip
 FIELD_TYPES = {int: "BIGINT", float: "DOUBLE", bool: "BOOL", str: STRING_FIELD_TYPE}
+_DIGITS = re.compile(r"-?[0-9]+\Z")
 
 
 class LineProtocolError(TsdbError):
@@ -107,7 +108,7 @@ def _parse_simple(text: str, line: int) -> Point | None:
             return None
     timestamp = None
     if len(parts) == 3:
-        if not parts[2].lstrip("-").isdigit():
+        if not _DIGITS.match(parts[2]):
             return None
         timestamp = int(parts[2])
     return Point(head[0], tags, fields, timestamp, line)
@@ -208,11 +209,18 @@ def parse_lines(text: str) -> list[Point]:
     """Every non-blank, non-comment line; the first malformed one raises for the whole batch."""
     points = []
     for i, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip("\r")
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        points.append(parse_line(line, i))
+        p = parse_text_line(line, i)
+        if p is not None:
+            points.append(p)
     return points
+
+
+def parse_text_line(line: str, number: int) -> Point | None:
+    """One line of a batch as parse_lines reads it: None for blank and comment lines."""
+    line = line.rstrip("\r")
+    if not line.strip() or line.lstrip().startswith("#"):
+        return None
+    return parse_line(line, number)
 
 
 def parse_opentsdb(text: str) -> list[Point]:
@@ -268,8 +276,7 @@ def write_points(connection: Any, database: str, points: list[Point], precision:
     Schema changes come first (checked for conflicts before any is made), then all rows go
     in as one insert (one WAL record).
     """
-    if precision not in _PRECISION:
-        raise TsdbError(f"precision must be one of {sorted(_PRECISION)}, not {precision!r}")
+    src_ns = precision_ns(precision)
     engine = connection.engine
     with engine.lock:
         db = engine.database(check_identifier(database, "database"))
@@ -286,6 +293,10 @@ def write_points(connection: Any, database: str, points: list[Point], precision:
         groups: dict[str, list[Point]] = {}
         for p in points:
             groups.setdefault(p.measurement, []).append(p)
+            if p.timestamp is not None and not _I64[0] <= p.timestamp * src_ns // db_ns < _I64[1]:
+                raise LineProtocolError(
+                    f"timestamp {p.timestamp} is out of range for a 64-bit {db.options.precision}"
+                    " timestamp", p.line, 1)  # fmt: skip
         # 1. Names and types: every problem is found before the catalog changes.
         plans = []
         for name, pts in groups.items():
@@ -302,45 +313,14 @@ def write_points(connection: Any, database: str, points: list[Point], precision:
                         raise LineProtocolError(
                             f"field {k!r} is {t} here but {fields[k2]} earlier in the batch",
                             p.line, 1)  # fmt: skip
-            st = db.stables.get(st_name)
-            if st is None and st_name in db.tables:
-                raise TsdbError(f"measurement {name!r} names a table that is not a super table")
-            if st is not None:
-                for k, t in fields.items():
-                    col = st.column(k)
-                    if col is not None and col.type != t:
-                        raise TsdbError(
-                            f"field {k!r} of measurement {name!r} is {t} in this batch but "
-                            f"the column is {col.type}"
-                        )
-                    if col is None and st.tag(k) is not None:
-                        raise TsdbError(f"{k!r} is a tag of {name!r}, not a field")
-                for k in tags:
-                    if st.column(k) is not None:
-                        raise TsdbError(f"{k!r} is a field of {name!r}, not a tag")
+            problem = schema_conflict(db, name, st_name, fields, tags)
+            if problem:
+                raise TsdbError(problem)
             plans.append((st_name, pts, fields, tags))
         # 2. Schema: new super tables, new columns and tags.
-        for st_name, _pts, fields, tags in plans:
-            st = db.stables.get(st_name)
-            if st is None:
-                engine.create_stable(
-                    db.name,
-                    st_name,
-                    [(TS_COLUMN, "TIMESTAMP"), *fields.items()],
-                    [(k, TAG_TYPE) for k in tags] or [("_tag", TAG_TYPE)],
-                    True,
-                )
-                continue
-            for k, t in fields.items():
-                if st.column(k) is None:
-                    engine.alter_columns(db.name, st_name, "add", k, t, False)
-            for k in tags:
-                if st.tag(k) is None:
-                    engine.alter_columns(db.name, st_name, "add", k, TAG_TYPE, True)
+        apply_schema(engine, db, [(st_name, fields, tags) for st_name, _, fields, tags in plans])
         # 3. Rows of every measurement, then one insert.
-        src_ns = _PRECISION[precision]
-        batches: list = []
-        metas: list = []
+        tables = []
         for st_name, pts, fields, tags in plans:
             cols: dict[str, list[Any]] = {"tbname": [], TS_COLUMN: []}
             for k in tags:
@@ -367,15 +347,79 @@ def write_points(connection: Any, database: str, points: list[Point], precision:
             for k in tags:
                 arrays[k] = pa.array(cols[k], pa.string())
             for k, t in fields.items():
-                arrays[k] = pa.array(cols[k], _ARROW[t])
-            b, m = connection.session.stable_batches(db.name, st_name, pa.table(arrays))
-            batches += b
-            metas += m
-        # One WAL record for the whole batch: after a crash it is there whole or not at all.
-        return engine.insert(batches, metas)
+                arrays[k] = pa.array(cols[k], ARROW_TYPES[t])
+            tables.append((st_name, pa.table(arrays)))
+        return insert_tables(connection, db, tables)
 
 
-_ARROW = {"BIGINT": pa.int64(), "BIGINT UNSIGNED": pa.uint64(), "DOUBLE": pa.float64(),
+_I64 = (-(2**63), 2**63)
+
+
+def precision_ns(precision: str) -> int:
+    """Nanoseconds per unit of a line-protocol precision name; TsdbError for unknown ones."""
+    if precision not in _PRECISION:
+        raise TsdbError(f"precision must be one of {sorted(_PRECISION)}, not {precision!r}")
+    return _PRECISION[precision]
+
+
+def schema_conflict(
+    db: Any, name: str, st_name: str, fields: dict[str, str], tags: dict[str, None]
+) -> str | None:
+    """Why a batch's fields and tags of measurement ``name`` clash with its super table, if
+    they do."""
+    st = db.stables.get(st_name)
+    if st is None and st_name in db.tables:
+        return f"measurement {name!r} names a table that is not a super table"
+    if st is not None:
+        for k, t in fields.items():
+            col = st.column(k)
+            if col is not None and col.type != t:
+                return (
+                    f"field {k!r} of measurement {name!r} is {t} in this batch but "
+                    f"the column is {col.type}"
+                )
+            if col is None and st.tag(k) is not None:
+                return f"{k!r} is a tag of {name!r}, not a field"
+        for k in tags:
+            if st.column(k) is not None:
+                return f"{k!r} is a field of {name!r}, not a tag"
+    return None
+
+
+def apply_schema(engine: Any, db: Any, plans: list[tuple[str, dict, dict]]) -> None:
+    """New super tables, columns and tags for ``(super table, fields, tags)`` plans."""
+    for st_name, fields, tags in plans:
+        st = db.stables.get(st_name)
+        if st is None:
+            engine.create_stable(
+                db.name,
+                st_name,
+                [(TS_COLUMN, "TIMESTAMP"), *fields.items()],
+                [(k, TAG_TYPE) for k in tags] or [("_tag", TAG_TYPE)],
+                True,
+            )
+            continue
+        for k, t in fields.items():
+            if st.column(k) is None:
+                engine.alter_columns(db.name, st_name, "add", k, t, False)
+        for k in tags:
+            if st.tag(k) is None:
+                engine.alter_columns(db.name, st_name, "add", k, TAG_TYPE, True)
+
+
+def insert_tables(connection: Any, db: Any, tables: list[tuple[str, pa.Table]]) -> int:
+    """Rows (``tbname``, ``_ts``, tags, fields) of each super table, as one insert."""
+    batches: list = []
+    metas: list = []
+    for st_name, table in tables:
+        b, m = connection.session.stable_batches(db.name, st_name, table)
+        batches += b
+        metas += m
+    # One WAL record for the whole batch: after a crash it is there whole or not at all.
+    return connection.engine.insert(batches, metas)
+
+
+ARROW_TYPES = {"BIGINT": pa.int64(), "BIGINT UNSIGNED": pa.uint64(), "DOUBLE": pa.float64(),
           "BOOL": pa.bool_(), STRING_FIELD_TYPE: pa.string()}  # fmt: skip
 
 
@@ -386,6 +430,25 @@ def _ident(name: str, what: str, line: int) -> str:
         raise LineProtocolError(str(e), line, 1) from None
 
 
-def write_line_protocol(connection: Any, database: str, text: str, precision: str = "ns") -> int:
-    """Parse and write a batch of line protocol; nothing is written if any line is malformed."""
-    return write_points(connection, database, parse_lines(text), precision)
+def write_line_protocol(
+    connection: Any, database: str, text: str | bytes, precision: str = "ns"
+) -> int:
+    """Parse and write a batch of line protocol; nothing is written if any line is malformed.
+
+    Plain lines take the columnar path (septet.tsdb.line_batch); should it meet anything it
+    does not handle exactly like this module (a type clash, a bad name), the batch is parsed
+    and written line by line here instead, which names the problem.
+    """
+    from septet.tsdb.line_batch import Fallback, parse_rows, write_rows
+
+    body = text.encode("utf-8") if isinstance(text, str) else text
+    if not body.isascii():
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise TsdbError(f"line protocol must be UTF-8 text: byte {e.start} is not") from None
+    try:
+        return write_rows(connection, database, parse_rows(body), precision)
+    except Fallback:
+        text = body.decode("utf-8") if isinstance(text, bytes) else text
+        return write_points(connection, database, parse_lines(text), precision)

@@ -139,13 +139,15 @@ class Server:
         with self.engine.lock:
             return session.execute(stmt)
 
-    def write_lines(self, user: User, database: str, text: str, precision: str, fmt: str) -> int:
-        from septet.tsdb.line_protocol import parse_lines, parse_opentsdb, write_points
+    def write_lines(
+        self, user: User, database: str, text: str | bytes, precision: str, fmt: str
+    ) -> int:
+        from septet.tsdb.line_protocol import parse_opentsdb, write_line_protocol, write_points
 
         if user.read_only:
             raise PermissionDenied(f"user {user.name!r} is read-only")
         if fmt == "influx":
-            return write_points(self.connection, database, parse_lines(text), precision)
+            return write_line_protocol(self.connection, database, text, precision)
         return write_points(self.connection, database, parse_opentsdb(text), "ms")
 
 
@@ -211,7 +213,7 @@ def create_app(
     def error(status: int, code: int, desc: str) -> JSONResponse:
         return JSONResponse({"code": code, "desc": desc}, status_code=status)
 
-    async def body_text(request: Request) -> str:
+    async def body_bytes(request: Request, decode: bool = True) -> str | bytes:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
             raise _TooLarge()
@@ -221,19 +223,23 @@ def create_app(
             if size > max_body_bytes:
                 raise _TooLarge()
             chunks.append(chunk)
+        body = b"".join(chunks)
+        if not decode and body.isascii():
+            return body  # line protocol is parsed as bytes: no copy to str
         try:
-            return b"".join(chunks).decode("utf-8")
+            text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise TsdbError("the request body is not UTF-8 text") from None
+        return text if decode else body
 
-    async def handle(request: Request, work) -> JSONResponse:
+    async def handle(request: Request, work, decode: bool = True) -> JSONResponse:
         server = state["server"]
         server.requests += 1
         try:
             user = await run_in_threadpool(
                 server.authenticate, request.headers.get("authorization"), request.query_params
             )
-            text = await body_text(request)
+            text = await body_bytes(request, decode)
             return await run_in_threadpool(work, server, user, text)
         except AuthError as e:
             return error(401, CODE_AUTH, str(e))
@@ -272,7 +278,7 @@ def create_app(
             server.write_lines(user, db, text, precision, "influx")
             return Response(status_code=204)  # InfluxDB's answer to a successful write
 
-        response = await handle(request, work)
+        response = await handle(request, work, decode=False)
         if response.status_code == 200:  # an error body: InfluxDB clients expect 400
             response.status_code = 400
         return response

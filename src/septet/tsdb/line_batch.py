@@ -1,0 +1,429 @@
+"""Line protocol a batch at a time, as columns: the fast path of schemaless writes.
+
+Plain lines (``measurement[,tag=v...] field=v[,field=v...] [timestamp]`` with no escapes, quotes,
+control characters or extra spaces) are split with numpy on the raw bytes: the positions of
+newlines, spaces, commas and equals signs give every line's head (measurement and tags), field
+keys, values and timestamp. Lines are grouped by (measurement, field keys); each distinct head
+and key set is read once in Python and each value column is converted whole by pyarrow. Lines
+of any other shape, and value columns that are not all of one plain type, go to the exact
+per-line parser (``line_protocol.parse_line``), which also names the line and column of a
+malformed one. Whatever this module cannot write exactly as ``line_protocol.write_points``
+would (a type clash, a bad name, a timestamp out of range) raises Fallback before anything is
+written, and the caller writes the batch through the exact path, which names the problem.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from septet.tsdb.catalog import check_identifier
+from septet.tsdb.errors import TsdbError
+from septet.tsdb.line_protocol import (
+    _BOOLS,
+    _PRECISION,
+    ARROW_TYPES,
+    TS_COLUMN,
+    Point,
+    _type_of,
+    apply_schema,
+    insert_tables,
+    parse_text_line,
+    precision_ns,
+    schema_conflict,
+    subtable_name,
+)
+
+_TYPE_NAMES = {v: k for k, v in ARROW_TYPES.items()}
+
+
+def _lut(chars: bytes | range) -> np.ndarray:
+    out = np.zeros(256, dtype=bool)
+    out[list(chars)] = True
+    return out
+
+
+# Lines with any of these bytes go to the exact parser (escapes, strings, \r, controls).
+_SPECIAL = _lut(b'\\"\x7f' + bytes(c for c in range(32) if c != 10))
+# A line starting with one of these is blank, a comment or malformed: the exact parser decides.
+_BAD_FIRST = _lut(b" ,#=")
+# Bytes of a float that float() and arrow read alike ('nan', '1_0', '0x1p3' are not plain).
+_FLOAT_CHARS = _lut(b"0123456789.eE+-")
+# The kind of a value by its last byte: 1 float, 2 integer (i), 3 unsigned (u), 4 maybe a bool.
+_KIND = np.zeros(256, dtype=np.int8)
+_KIND[list(b"0123456789.")] = 1
+_KIND[ord("i")], _KIND[ord("u")] = 2, 3
+_KIND[list(b"eEtTfF")] = 4
+_BOOL_WORDS = pa.array(sorted(_BOOLS), pa.large_string())
+_TRUE_WORDS = pa.array(sorted(k for k, v in _BOOLS.items() if v), pa.large_string())
+
+
+class Fallback(Exception):
+    """The batch needs the exact per-line path (raised before anything is written)."""
+
+
+@dataclass
+class Rows:
+    """Rows of one measurement that share one field set, as columns."""
+
+    measurement: str
+    series: list[dict[str, str]]  # distinct tag sets, each as its first line wrote it
+    series_index: np.ndarray  # per row: index into series
+    fields: dict[str, pa.Array]  # field key -> values of one type, no nulls
+    timestamps: np.ndarray  # int64 per row, in the batch's precision (0 where missing)
+    missing_ts: np.ndarray | None  # bool per row; None when every row has a timestamp
+    lines: np.ndarray  # line numbers, ascending
+
+
+def _view(buf: pa.Buffer, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """A zero-copy large_string array over ``buf`` whose string 2i is the span
+    ``buf[starts[i]:ends[i]]`` (sorted, disjoint, at least one) and 2i+1 the gap after it."""
+    offsets = np.empty(2 * starts.size, np.int64)
+    offsets[0::2], offsets[1::2] = starts, ends
+    return pa.Array.from_buffers(
+        pa.large_string(), offsets.size - 1, [None, pa.py_buffer(offsets), buf]
+    )
+
+
+def _pieces(buf: pa.Buffer, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """The spans ``buf[starts[i]:ends[i]]`` copied out by arrow's take (memcpy speed, unlike
+    numpy's byte gathers)."""
+    return _view(buf, starts, ends).take(pa.array(np.arange(0, 2 * starts.size - 1, 2)))
+
+
+def _bytes(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The data bytes and offsets (from 0) of a large_string array that take() made."""
+    offsets = np.frombuffer(strings.buffers()[1], np.int64, strings.offset + len(strings) + 1)
+    offsets = offsets[strings.offset :]
+    data = np.frombuffer(strings.buffers()[2], np.uint8, int(offsets[-1]))
+    return data[int(offsets[0]) :], offsets - offsets[0]
+
+
+def _split_head(head: str) -> tuple[str, dict[str, str]] | None:
+    """``measurement,k=v,...`` exactly as line_protocol's plain-line reader splits it."""
+    parts = head.split(",")
+    if not parts[0]:
+        return None
+    tags = {}
+    for kv in parts[1:]:
+        k, sep, v = kv.partition("=")
+        if not (sep and k and v):
+            return None
+        tags[k] = v
+    return parts[0], tags
+
+
+def _counts(positions: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """How many of the sorted ``positions`` fall in each span [offsets[i], offsets[i+1])."""
+    return np.diff(np.searchsorted(positions, offsets))
+
+
+def parse_rows(body: bytes) -> list[Rows]:
+    """A batch (UTF-8 bytes) as Rows; LineProtocolError names the first malformed line."""
+    b = np.frombuffer(body, dtype=np.uint8)
+    buf = pa.py_buffer(body)
+    nl = np.flatnonzero(b == 10)
+    starts = np.concatenate(([0], nl + 1)).astype(np.int64)
+    ends = np.concatenate((nl, [b.size])).astype(np.int64)
+    nlines = starts.size
+    ok = ends > starts  # blank lines are skipped by both paths
+    exact = np.zeros(nlines, dtype=bool)  # lines for the exact parser
+    if np.count_nonzero(b < 32) != nl.size or any(c in body for c in (b"\\", b'"', b"\x7f")):
+        exact[np.searchsorted(starts, np.flatnonzero(_SPECIAL[b]), "right") - 1] = True
+    exact[ok] |= _BAD_FIRST[b[starts[ok]]]
+    # Spaces: one (no timestamp) or two per plain line, none of its parts empty.
+    sp = np.flatnonzero(b == 32)
+    first = np.searchsorted(sp, starts)
+    count = np.diff(np.append(first, sp.size))
+    exact |= ok & (count != 1) & (count != 2)
+    sp = np.append(sp, [b.size, b.size])  # so that every line has a first and second
+    s1, s2 = sp[first], sp[first + 1]
+    has_ts = count == 2
+    fend = np.where(has_ts, s2, ends)
+    exact |= ok & ((fend <= s1 + 1) | (has_ts & (ends <= s2 + 1)))
+    # Timestamps must be -?[0-9]+ here ('+5', '1_0' and the like are the exact parser's).
+    with_ts = np.flatnonzero(ok & ~exact & has_ts)
+    ts = np.zeros(nlines, np.int64)
+    if with_ts.size:
+        text = _pieces(buf, s2[with_ts] + 1, ends[with_ts])
+        tb, toffs = _bytes(text)
+        bad = (tb < 48) | (tb > 57)
+        bad[toffs[:-1]] &= tb[toffs[:-1]] != 45
+        bad_line = _counts(np.flatnonzero(bad), toffs) > 0
+        bad_line |= (np.diff(toffs) == 1) & (tb[toffs[:-1]] == 45)
+        exact[with_ts[bad_line]] = True
+        good = ~bad_line
+        try:
+            ts[with_ts[good]] = pc.cast(text.filter(pa.array(good)), pa.int64()).to_numpy()
+        except (pa.ArrowInvalid, OverflowError):
+            raise Fallback("a timestamp does not fit in 64 bits") from None
+    rows: list[Rows] = []
+    plain = np.flatnonzero(ok & ~exact)
+    if plain.size:
+        rows = _plain_rows(buf, plain, starts, s1, fend, has_ts, ts, exact)
+    rows += points_to_rows(_exact_points(body, starts, ends, np.flatnonzero(exact)))
+    return rows
+
+
+def _plain_rows(buf, plain, starts, s1, fend, has_ts, ts, exact) -> list[Rows]:
+    """Rows of the ``plain`` lines; those it cannot convert exactly are marked in ``exact``."""
+    fields_text = _pieces(buf, s1[plain] + 1, fend[plain])
+    fb, fo = _bytes(fields_text)
+    eq, cm = np.flatnonzero(fb == 61), np.flatnonzero(fb == 44)
+    n_eq, n_cm = _counts(eq, fo), _counts(cm, fo)
+    eq_line = np.repeat(np.arange(plain.size), n_eq)
+    cm_line = np.repeat(np.arange(plain.size), n_cm)
+    ea = np.cumsum(n_eq) - n_eq  # index of each line's first '='
+    ca = np.cumsum(n_cm) - n_cm
+    good = n_eq == n_cm + 1
+    bad = ~good
+    # key=value pairs separated by commas: '=' and ',' alternate with something between.
+    mc = np.flatnonzero(good[cm_line])
+    e = ea[cm_line[mc]] + mc - ca[cm_line[mc]]  # the '=' before each comma
+    bad[cm_line[mc][(eq[e] + 1 >= cm[mc]) | (cm[mc] + 1 >= eq[e + 1])]] = True
+    g = np.flatnonzero(good)
+    bad[g[(eq[ea[g]] <= fo[g]) | (eq[ea[g] + n_eq[g] - 1] + 1 >= fo[g + 1])]] = True
+    exact[plain[bad]] = True
+    keep = ~bad
+    lines = plain[keep]
+    if not lines.size:
+        return []
+    eq, eq_line = eq[keep[eq_line]], eq_line[keep[eq_line]]
+    cm = cm[keep[cm_line]]
+    n_eq = n_eq[keep]
+    ea = np.cumsum(n_eq) - n_eq
+    j = np.arange(eq.size) - np.repeat(ea, n_eq)  # a field's index within its line
+    key_start = np.empty(eq.size, np.int64)
+    key_start[j == 0] = fo[:-1][keep]
+    key_start[j > 0] = cm + 1
+    is_last = j == np.repeat(n_eq, n_eq) - 1
+    val_end = np.empty(eq.size, np.int64)
+    val_end[is_last] = fo[1:][keep]
+    val_end[~is_last] = cm
+    fbuf = pa.py_buffer(fb)
+    # Field-key sets: each line's keys (each with its '=') copied end to end are one string.
+    keys = _pieces(fbuf, key_start, eq + 1)
+    key_offsets = _bytes(keys)[1]
+    sig_offsets = np.append(key_offsets[ea], key_offsets[-1])
+    sig = pa.Array.from_buffers(
+        pa.large_string(), lines.size, [None, pa.py_buffer(sig_offsets), keys.buffers()[2]]
+    ).dictionary_encode()
+    sig_id = sig.indices.to_numpy()
+    values = _view(fbuf, eq + 1, val_end)  # value i is string 2i
+    kind = _KIND[fb[val_end - 1]]
+    heads = _pieces(buf, starts[lines], s1[lines]).dictionary_encode()
+    head_id = heads.indices.to_numpy()
+    parsed = [_split_head(h) for h in heads.dictionary.to_pylist()]
+    measurements = sorted({p[0] for p in parsed if p is not None})
+    m_index = {m: i for i, m in enumerate(measurements)}
+    head_m = np.array([-1 if p is None else m_index[p[0]] for p in parsed], np.int64)
+    line_m = head_m[head_id]
+    nsig = max(len(sig.dictionary), 1)
+    group_key = np.where(line_m < 0, -1, line_m * nsig + sig_id)
+    uniq, group_of = np.unique(group_key, return_inverse=True)
+    order = np.argsort(group_of, kind="stable")
+    cuts = np.flatnonzero(np.diff(group_of[order])) + 1
+    out = []
+    for key, members in zip(uniq, np.split(order, cuts), strict=True):
+        if key < 0:  # a head that is not plain
+            exact[lines[members]] = True
+            continue
+        sig_keys = sig.dictionary[int(key % nsig)].as_py().split("=")[:-1]
+        if len(set(sig_keys)) != len(sig_keys):
+            exact[lines[members]] = True
+            continue
+        fields = {}
+        for jj, k in enumerate(sig_keys):
+            column = _column(values, ea[members] + jj, kind)
+            if column is None:
+                break
+            fields[k] = column
+        if len(fields) != len(sig_keys):
+            exact[lines[members]] = True
+            continue
+        s_uniq, s_index = np.unique(head_id[members], return_inverse=True)
+        missing = ~has_ts[lines[members]]
+        out.append(
+            Rows(
+                measurements[int(key // nsig)],
+                [parsed[h][1] for h in s_uniq],
+                s_index,
+                fields,
+                ts[lines[members]],
+                missing if missing.any() else None,
+                lines[members] + 1,
+            )
+        )
+    return out
+
+
+def _column(values: pa.Array, idx: np.ndarray, kind: np.ndarray) -> pa.Array | None:
+    """One field's values, typed as line_protocol._field_value types them; None if they are
+    not all of one plain type (the exact parser then reads those lines)."""
+    kinds = kind[idx]
+    k = int(kinds[0])
+    if k == 0 or (kinds != k).any():
+        return None
+    col = values.take(pa.array(2 * idx))
+    try:
+        if k == 4:
+            if not pc.all(pc.is_in(col, value_set=_BOOL_WORDS)).as_py():
+                return None
+            return pc.is_in(col, value_set=_TRUE_WORDS)
+        if k == 1:
+            data, _ = _bytes(col)
+            if not _FLOAT_CHARS[data].all():
+                return None
+            out = pc.cast(col, pa.float64())
+            return out if np.isfinite(out.to_numpy()).all() else None
+        # Integers must read back as the same text: arrow also takes '0x1f', int() '+5', '007'.
+        digits = pc.utf8_slice_codeunits(col, 0, -1)
+        out = pc.cast(digits, pa.int64() if k == 2 else pa.uint64())
+        same = pc.all(pc.equal(pc.cast(out, pa.large_string()), digits)).as_py()
+        return out if same else None
+    except (pa.ArrowInvalid, OverflowError):
+        return None
+
+
+def _exact_points(body: bytes, starts, ends, lines: np.ndarray) -> list[Point]:
+    points = []
+    for i in lines.tolist():
+        p = parse_text_line(body[starts[i] : ends[i]].decode("utf-8"), i + 1)
+        if p is not None:
+            points.append(p)
+    return points
+
+
+def points_to_rows(points: list[Point]) -> list[Rows]:
+    """Points (from the exact parser) as Rows: one per measurement, field keys and types."""
+    groups: dict[tuple, list[Point]] = {}
+    for p in points:
+        key = (p.measurement, tuple(p.fields), tuple(_type_of(v) for v in p.fields.values()))
+        groups.setdefault(key, []).append(p)
+    out = []
+    for (measurement, keys, types), pts in groups.items():
+        series: dict[tuple, int] = {}
+        index = [series.setdefault(tuple(p.tags.items()), len(series)) for p in pts]
+        fields = {}
+        for k, t in zip(keys, types, strict=True):
+            values = [int(p.fields[k]) if t.endswith("UNSIGNED") else p.fields[k] for p in pts]
+            fields[k] = pa.array(values, ARROW_TYPES[t])
+        try:
+            ts = np.array([p.timestamp or 0 for p in pts], np.int64)
+        except OverflowError:
+            raise Fallback("a timestamp does not fit in 64 bits") from None
+        missing = np.array([p.timestamp is None for p in pts])
+        out.append(
+            Rows(
+                measurement,
+                [dict(s) for s in series],
+                np.array(index, np.int64),
+                fields,
+                ts,
+                missing if missing.any() else None,
+                np.array([p.line for p in pts], np.int64),
+            )
+        )
+    return out
+
+
+def write_rows(connection: Any, database: str, rows: list[Rows], precision: str = "ns") -> int:
+    """Write Rows as line_protocol.write_points writes the same lines; Fallback (before any
+    change) where that needs the exact path's checks and messages."""
+    src_ns = precision_ns(precision)
+    engine = connection.engine
+    rows = sorted(rows, key=lambda r: int(r.lines[0]))
+    with engine.lock:
+        db = engine.database(check_identifier(database, "database"))
+        db_ns = _PRECISION[db.options.precision]
+        now = time.time_ns() // db_ns
+        by_name: dict[str, list[Rows]] = {}
+        for r in rows:
+            by_name.setdefault(r.measurement, []).append(r)
+        plans = []
+        for name, groups in by_name.items():
+            st_name = _ident(name)
+            fields, tags = _columns_of(groups)
+            if schema_conflict(db, name, st_name, fields, tags):
+                raise Fallback("schema")
+            plans.append((st_name, groups, fields, tags))
+        tables = [
+            (st_name, _table(st_name, groups, fields, tags, now, src_ns, db_ns))
+            for st_name, groups, fields, tags in plans
+        ]
+        apply_schema(engine, db, [(st_name, fields, tags) for st_name, _, fields, tags in plans])
+        return insert_tables(connection, db, tables)
+
+
+def _ident(name: str) -> str:
+    try:
+        return check_identifier(name, "name")
+    except TsdbError:
+        raise Fallback(name) from None
+
+
+def _columns_of(groups: list[Rows]) -> tuple[dict[str, str], dict[str, None]]:
+    """Field types and tag names of a measurement, in order of first appearance (line, then
+    position in the line), as write_points collects them."""
+    seen_f, seen_t = [], []
+    types: dict[str, str] = {}
+    for r in groups:
+        lowered = [_ident(k) for k in r.fields]
+        if len(set(lowered)) != len(lowered):
+            raise Fallback("field keys equal but for case")
+        first = int(r.lines[0])
+        for pos, (k, col) in enumerate(zip(lowered, r.fields.values(), strict=True)):
+            t = _TYPE_NAMES[col.type]
+            if types.setdefault(k, t) != t:
+                raise Fallback("field type clash")
+            seen_f.append((first, pos, k))
+        _, firsts = np.unique(r.series_index, return_index=True)
+        for s, at in enumerate(firsts):
+            line = int(r.lines[at])
+            for pos, k in enumerate(r.series[s]):
+                seen_t.append((line, pos, _ident(k)))
+    fields = {k: types[k] for _, _, k in sorted(seen_f)}
+    tags = dict.fromkeys(k for _, _, k in sorted(seen_t))
+    return fields, tags
+
+
+def _table(st_name, groups, fields, tags, now, src_ns, db_ns) -> pa.Table:
+    parts = []
+    for r in groups:
+        ts = r.timestamps
+        if src_ns % db_ns == 0:
+            f = src_ns // db_ns
+            if f > 1 and (np.abs(ts) > np.iinfo(np.int64).max // f).any():
+                raise Fallback("timestamp out of range")
+            ts = ts * f
+        else:
+            ts = ts // (db_ns // src_ns)
+        if r.missing_ts is not None:
+            ts = np.where(r.missing_ts, now, ts)
+        lower = [{k.lower(): v for k, v in tags_.items()} for tags_ in r.series]
+        idx = pa.array(r.series_index)
+        arrays = {
+            "tbname": pa.array([subtable_name(st_name, t) for t in lower], pa.string()).take(idx),
+            TS_COLUMN: pa.array(ts, pa.int64()),
+        }
+        for k in tags:
+            arrays[k] = pa.array([t.get(k) for t in lower], pa.string()).take(idx)
+        own = {k.lower(): col for k, col in r.fields.items()}
+        n = len(r.lines)
+        for k, t in fields.items():
+            col = own.get(k)
+            arrays[k] = pa.nulls(n, ARROW_TYPES[t]) if col is None else col
+        arrays["_line"] = pa.array(r.lines)
+        parts.append(pa.table(arrays))
+    table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+    if len(parts) > 1:
+        table = table.take(pc.sort_indices(table.column("_line")))
+    return table.drop_columns(["_line"])
+
+
+__all__ = ["Fallback", "Rows", "parse_rows", "points_to_rows", "write_rows"]
