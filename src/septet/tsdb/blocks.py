@@ -127,9 +127,10 @@ class BlockPiece(Piece):
             ts = entry[(self.index, TS)] = self.reader.read_ts(self.block)
             self._added(ts.nbytes)
         if not self.whole:
-            self.lo = int(np.searchsorted(ts, self.t0, "left"))
-            self.hi = int(np.searchsorted(ts, self.t1, "right"))
-            ts = ts[self.lo : self.hi]
+            # t1 + 1, searched from the left, is t1 searched from the right.
+            lo, hi = ts.searchsorted(np.array([self.t0, self.t1 + 1], np.int64)).tolist()
+            self.lo, self.hi = lo, hi
+            ts = ts[lo:hi]
         self._ts = ts
         return ts
 
@@ -146,14 +147,19 @@ class BlockPiece(Piece):
         return arr
 
     def column(self, col_id: int) -> pa.Array:
-        arr = self._whole_column(self._entry(), col_id)
+        cached = self._cached
+        arr = None if cached is None else cached.get((self.index, col_id))
+        if arr is None:
+            arr = self._whole_column(self._entry(), col_id)
         if self.whole:
             return arr
         self.ts()  # finds lo/hi
         return arr.slice(self.lo, self.hi - self.lo)
 
     def values(self, col_id: int) -> tuple[np.ndarray, np.ndarray | None]:
-        entry = self._entry()
+        entry = self._cached
+        if entry is None:
+            entry = self._entry()
         key = (self.index, col_id, "np")  # numpy views of the cached Arrow block
         got = entry.get(key)
         if got is None:
@@ -174,7 +180,7 @@ class BlockPiece(Piece):
 
     def bounds(self, col_id: int) -> list[Any] | None:
         meta = self.block.cols.get(col_id)
-        return None if meta is None else meta[2:5]
+        return [0, None, None] if meta is None else meta[2:5]
 
 
 class RowsPiece(Piece):

@@ -36,6 +36,7 @@ from septet.tsdb.expressions import (
     to_array,
     walk,
 )
+from septet.tsdb.parallel import map_chunks
 from septet.tsdb.segment import TS, col_key, to_numpy_valid
 
 WINDOW_COLUMNS = ("_wstart", "_wend", "_wduration")
@@ -293,6 +294,8 @@ def _time_bound(c: A.Expr, src: Source):
 
 
 def _const_ts(e: A.Expr, ctx: Context) -> int:
+    if isinstance(e, A.Literal) and type(e.value) is int:
+        return e.value  # already in the database's units
     from septet.tsdb.expressions import _coerce_to
 
     ref = pa.scalar(0, pa.timestamp(ctx.precision))
@@ -392,30 +395,23 @@ def _load(
         wanted |= _refs(e)
     data_cols = [c for c in src.columns[1:] if c.name in wanted]
     col_ids = [c.id for c in data_cols]
-    parts, counts = [], []
-    for table in src.tables:
-        if last_rows:
+    prec = src.db.options.precision if src.db else ctx.precision
+    if last_rows:
+        parts, counts = [], []
+        for table in src.tables:
             row = engine.last_row(table.uid)
             rows = None if row is None else row.select([TS] + [col_key(c) for c in col_ids])
-        else:
-            rows, _ = engine.scan(table.uid, col_ids, t0, t1)
-        if rows is None or rows.num_rows == 0:
-            counts.append(0)
-            continue
-        parts.append(rows)
-        counts.append(rows.num_rows)
-    prec = src.db.options.precision if src.db else ctx.precision
-    if row_cond is not None and parts:
-        parts, counts = _filter_parts(parts, counts, row_cond, data_cols, src, prec, ctx)
-    n = sum(counts)
-    if parts:
-        merged = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-        ts_np = merged.column(TS).to_numpy()
-        # Columns stay chunked (one chunk per block): no copy until something needs one.
-        columns: dict[str, Any] = {c.name: merged.column(col_key(c.id)) for c in data_cols}
+            counts.append(0 if rows is None else rows.num_rows)
+            if rows is not None and rows.num_rows:
+                parts.append(rows)
+        ts_np, columns = _gather_rows(parts, data_cols, prec)
     else:
-        ts_np = np.zeros(0, dtype=np.int64)
-        columns = {c.name: pa.array([], arrow_type(c.type, prec)) for c in data_cols}
+        with engine.lock:  # the pieces read segment maps that a flush may replace
+            pieces = engine.pieces_many([t.uid for t in src.tables], col_ids, t0, t1)
+            ts_np, columns, counts = _gather_pieces(
+                engine, pieces, data_cols, prec, row_cond, src, ctx
+            )
+    n = int(ts_np.size)
     ts_arr = pa.array(ts_np, pa.int64()).cast(pa.timestamp(prec))
     columns[src.ts_name] = ts_arr
     for alias in _TS_ALIASES:
@@ -428,49 +424,143 @@ def _load(
     return Frame(columns, n, lazy)
 
 
-def _filter_parts(
-    parts: list[pa.Table],
-    counts: list[int],
-    cond: A.Expr,
+def _gather_rows(parts: list[pa.Table], data_cols: list[Column], prec: str):
+    """(timestamps, columns by name) of tables of rows, concatenated."""
+    if not parts:
+        empty = {c.name: pa.array([], arrow_type(c.type, prec)) for c in data_cols}
+        return np.zeros(0, dtype=np.int64), empty
+    merged = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    columns = {c.name: merged.column(col_key(c.id)) for c in data_cols}
+    return merged.column(TS).to_numpy(), columns
+
+
+def _gather_pieces(
+    engine: Engine,
+    pieces: list[list[Any]],
     data_cols: list[Column],
-    src: Source,
     prec: str,
+    cond: A.Expr | None,
+    src: Source,
     ctx: Context,
-) -> tuple[list[pa.Table], list[int]]:
-    """Apply ``cond`` (data columns only) to every table's rows: one evaluation over all of
-    them (chunked, nothing concatenated), then each table keeps its passing rows."""
+):
+    """(timestamps, columns by name, rows per table) of every table's pieces, in table then
+    time order; with ``cond`` (on data columns only), only the rows that satisfy it.
+
+    Columns stay chunked (one chunk per piece): nothing is copied until something needs it.
+    A condition is first checked against each block's min/max, which skips the blocks where
+    no row can satisfy it undecoded; then it is evaluated over the columns it names, and the
+    other columns are decoded only for the pieces that kept rows.
+    """
+    types = {c.id: arrow_type(c.type, prec) for c in data_cols}
+    if cond is not None:
+        bounds = _prunable(cond, data_cols, ctx)
+        if bounds:
+            pieces = [[p for p in ps if not _excluded(p, bounds)] for ps in pieces]
+    flat = [p for ps in pieces for p in ps]
+    counts = np.array([sum(p.rows for p in ps) for ps in pieces], dtype=np.int64)
+    threads = engine.options.query_threads
+    if cond is None:
+        ts_np, columns = _piece_columns(flat, data_cols, types, threads)
+        return ts_np, columns, counts
     refs = _refs(cond)
-    columns: dict[str, Any] = {}
-    for c in data_cols:
-        if c.name in refs:
-            columns[c.name] = pa.chunked_array(
-                [ch for p in parts for ch in p.column(col_key(c.id)).chunks],
-                arrow_type(c.type, prec),
-            )
+    by_name = {c.name: c for c in data_cols}
+    cond_cols = [by_name[r] for r in sorted(refs) if r in by_name]
+    ts_np, columns = _piece_columns(flat, cond_cols, types, threads)
     if refs & ({src.ts_name} | set(_TS_ALIASES)):
-        ts = pa.chunked_array([ch for p in parts for ch in p.column(TS).chunks], pa.int64())
-        ts = ts.cast(pa.timestamp(prec))
+        ts_arr = pa.array(ts_np, pa.int64()).cast(pa.timestamp(prec))
         for name in (src.ts_name, *_TS_ALIASES):
-            columns[name] = ts
-    total = sum(p.num_rows for p in parts)
+            columns[name] = ts_arr
+    total = int(ts_np.size)
     mask = mask_of(evaluate(cond, Frame(columns, total), ctx), total)
-    kept, kept_counts = [], []
-    at = 0
-    it = iter(parts)
-    for c in counts:
-        if c == 0:
-            kept_counts.append(0)
+    rows_of = np.array([p.rows for p in flat], dtype=np.int64)
+    ends = np.cumsum(rows_of)
+    hits = np.diff(np.searchsorted(np.flatnonzero(mask), ends), prepend=0)
+    keep = hits > 0
+    if not keep.all():  # pieces without hits: their other columns are never decoded
+        flat = [p for p, k in zip(flat, keep, strict=True) if k]
+        mask = mask[np.repeat(keep, rows_of)]
+    table_of = np.repeat(np.arange(len(pieces)), [len(ps) for ps in pieces])
+    counts = np.bincount(table_of, weights=hits, minlength=len(pieces)).astype(np.int64)
+    ts_np, columns = _piece_columns(flat, data_cols, types, threads)
+    m = pa.array(mask)
+    columns = {k: v.filter(m) for k, v in columns.items()}
+    return ts_np[mask], columns, counts
+
+
+def _piece_columns(
+    flat: list[Any], cols: list[Column], types: dict[int, pa.DataType], threads: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Timestamps and chunked columns of pieces (decoded on the thread pool)."""
+
+    def decode(chunk):
+        return [(p.ts(), [p.column(c.id) for c in cols]) for p in chunk]
+
+    got = [x for part in map_chunks(decode, flat, threads) for x in part]
+    ts_np = np.concatenate([t for t, _ in got]) if got else np.zeros(0, dtype=np.int64)
+    columns: dict[str, Any] = {
+        c.name: pa.chunked_array([arrays[j] for _, arrays in got], types[c.id])
+        for j, c in enumerate(cols)
+    }
+    return ts_np, columns
+
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "="}
+
+
+def _prunable(cond: A.Expr, data_cols: list[Column], ctx: Context) -> list[tuple[int, str, Any]]:
+    """(column id, operator, constant) of conjuncts like ``col > 90`` on numeric columns."""
+    numeric = {c.name: c.id for c in data_cols if is_numeric(c.type)}
+    out = []
+
+    def const(e: A.Expr):
+        if _refs(e) or any(isinstance(x, A.Func) for x in walk(e)):
+            return None
+        v = evaluate(e, Frame({}, 1), ctx)
+        v = v.as_py() if isinstance(v, pa.Scalar) else None
+        return v if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+    for c in _conjuncts(cond):
+        if isinstance(c, A.Binary) and c.op in _FLIP:
+            col, op, other = c.left, c.op, c.right
+            if not isinstance(col, A.ColumnRef):
+                col, op, other = c.right, _FLIP[c.op], c.left
+            if isinstance(col, A.ColumnRef) and col.name in numeric:
+                v = const(other)
+                if v is not None:
+                    out.append((numeric[col.name], op, v))
+        elif (
+            isinstance(c, A.Between)
+            and not c.negated
+            and isinstance(c.expr, A.ColumnRef)
+            and c.expr.name in numeric
+        ):
+            lo, hi = const(c.low), const(c.high)
+            if lo is not None and hi is not None:
+                out += [(numeric[c.expr.name], ">=", lo), (numeric[c.expr.name], "<=", hi)]
+    return out
+
+
+def _excluded(piece: Any, bounds: list[tuple[int, str, Any]]) -> bool:
+    """Whether no row of ``piece`` can satisfy every (column, operator, constant)."""
+    for cid, op, v in bounds:
+        b = piece.bounds(cid)
+        if b is None:
             continue
-        part = next(it)
-        m = mask[at : at + c]
-        at += c
-        hits = int(m.sum())
-        kept_counts.append(hits)
-        if hits == c:
-            kept.append(part)
-        elif hits:
-            kept.append(part.filter(pa.array(m)))
-    return kept, kept_counts
+        count, lo, hi = b
+        if count == 0:
+            return True  # all NULL: a comparison is never true
+        if lo is None or hi is None:
+            continue
+        # NaN bounds compare False everywhere: such a block is never skipped.
+        if (
+            (op == ">" and hi <= v)
+            or (op == ">=" and hi < v)
+            or (op == "<" and lo >= v)
+            or (op == "<=" and lo > v)
+            or (op == "=" and (v < lo or v > hi))
+        ):
+            return True
+    return False
 
 
 # ----------------------------------------------------------------------------- grouping

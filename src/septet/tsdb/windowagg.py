@@ -52,132 +52,164 @@ class Partials:
 
     pid: np.ndarray
     wid: np.ndarray
-    rows: np.ndarray
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     count: dict[int, np.ndarray] = field(default_factory=dict)
     sum: dict[int, np.ndarray] = field(default_factory=dict)
     min: dict[int, np.ndarray] = field(default_factory=dict)
     max: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-class _Acc:
-    """Partials of many pieces, as lists to concatenate once."""
+@dataclass
+class _Plan:
+    """One column's work, resolved once per query."""
 
-    def __init__(self, needs: dict[int, ColumnNeeds]):
-        self.needs = needs
-        self.pid: list[np.ndarray] = []
-        self.wid: list[np.ndarray] = []
-        self.rows: list[np.ndarray] = []
-        self.count: dict[int, list] = {c: [] for c in needs}
-        self.sum: dict[int, list] = {c: [] for c in needs if needs[c].sum}
-        self.min: dict[int, list] = {c: [] for c in needs if needs[c].extremes}
-        self.max: dict[int, list] = {c: [] for c in needs if needs[c].extremes}
+    cid: int
+    need: ColumnNeeds
+    counted_only: bool
+    acc: np.dtype | None
+    never_min: object = None
+    never_max: object = None
+
+    @staticmethod
+    def of(cid: int, need: ColumnNeeds) -> _Plan:
+        if need.dtype is None:
+            return _Plan(cid, need, True, None)
+        never_min, never_max = need.sentinels() if need.extremes else (None, None)
+        return _Plan(cid, need, False, need.acc, never_min, never_max)
 
 
 def _wrap_int64(v: int) -> int:
     return ((v + (1 << 63)) % (1 << 64)) - (1 << 63)
 
 
-def _from_stats(piece: Piece, pid: int, w: int, acc: _Acc) -> bool:
-    """Partials of a whole block inside one window from its statistics; False if unusable."""
-    stats = {}
-    for cid in acc.needs:
-        st = piece.stats(cid)
-        if st is None:
-            return False
-        stats[cid] = st
-    acc.pid.append(np.array([pid], np.int64))
-    acc.wid.append(np.array([w], np.int64))
-    acc.rows.append(np.array([piece.rows], np.int64))
-    for cid, need in acc.needs.items():
-        count, lo, hi, total = stats[cid]
-        acc.count[cid].append(np.array([count], np.int64))
-        if need.sum:
-            if count == 0:
-                total = 0
-            elif need.acc.kind == "i":
-                total = _wrap_int64(int(total))
-            acc.sum[cid].append(np.array([total], need.acc))
-        if need.extremes:
-            never_min, never_max = need.sentinels()
-            acc.min[cid].append(np.array([never_min if count == 0 else lo], need.dtype))
-            acc.max[cid].append(np.array([never_max if count == 0 else hi], need.dtype))
-    return True
-
-
-def _from_rows(piece: Piece, pid: int, wins, acc: _Acc) -> None:
-    ts = piece.ts()
-    n = ts.size
-    if n == 0:
-        return
+def _stats_window(piece: Piece, wins, plans: list[_Plan]) -> int | None:
+    """The window of a whole block that lies inside one window and has statistics for every
+    column the query needs, else None."""
+    if not piece.whole:
+        return None
     if wins is None:
-        w0 = w1 = 0
+        w = 0
     else:
-        w0 = (int(ts[0]) - wins.offset) // wins.interval
-        w1 = (int(ts[-1]) - wins.offset) // wins.interval
+        w = (piece.t0 - wins.offset) // wins.interval
+        if (piece.t1 - wins.offset) // wins.interval != w:
+            return None
+    for plan in plans:
+        if piece.stats(plan.cid) is None:
+            return None
+    return w
+
+
+def _windows_of(ts: np.ndarray, wins) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first position, window number, rows) of each non-empty window of sorted ``ts``."""
+    n = ts.size
+    if wins is None:
+        return np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([n], np.int64)
+    w0 = (int(ts[0]) - wins.offset) // wins.interval
+    w1 = (int(ts[-1]) - wins.offset) // wins.interval
     if w0 == w1:
-        starts = np.zeros(1, np.int64)
-        wid = np.array([w0], np.int64)
-        rows = np.array([n], np.int64)
-    else:
-        # Rows on an edge open the next window: search the edges from the left.
-        edges = np.arange(w0 + 1, w1 + 1, dtype=np.int64) * wins.interval + wins.offset
-        cuts = np.searchsorted(ts, edges)
-        bounds = np.empty(cuts.size + 2, np.int64)
-        bounds[0], bounds[1:-1], bounds[-1] = 0, cuts, n
-        sizes = np.diff(bounds)
-        nonempty = sizes > 0
-        starts = bounds[:-1][nonempty]
-        wid = np.arange(w0, w1 + 1, dtype=np.int64)[nonempty]
-        rows = sizes[nonempty]
-    acc.pid.append(np.full(wid.size, pid, np.int64))
-    acc.wid.append(wid)
-    acc.rows.append(rows)
-    for cid, need in acc.needs.items():
-        if need.dtype is None:  # counted only: any type
-            arr = piece.column(cid)
-            if arr.null_count == 0:
-                acc.count[cid].append(rows)
-            else:
-                valid = arr.is_valid().to_numpy(zero_copy_only=False)
-                acc.count[cid].append(np.add.reduceat(valid.astype(np.int64), starts))
-            continue
-        x, valid = piece.values(cid)
-        if valid is None:
-            acc.count[cid].append(rows)
-            if need.sum:
-                wide = x if x.dtype == need.acc else x.astype(need.acc)
-                acc.sum[cid].append(np.add.reduceat(wide, starts))
-            if need.extremes:
-                acc.min[cid].append(np.minimum.reduceat(x, starts))
-                acc.max[cid].append(np.maximum.reduceat(x, starts))
-            continue
-        acc.count[cid].append(np.add.reduceat(valid.astype(np.int64), starts))
-        if need.sum:
-            wide = np.where(valid, x, 0).astype(need.acc, copy=False)
-            acc.sum[cid].append(np.add.reduceat(wide, starts))
-        if need.extremes:
-            never_min, never_max = need.sentinels()
-            lo = np.where(valid, x, np.array(never_min, x.dtype))
-            hi = np.where(valid, x, np.array(never_max, x.dtype))
-            acc.min[cid].append(np.minimum.reduceat(lo, starts))
-            acc.max[cid].append(np.maximum.reduceat(hi, starts))
+        return np.zeros(1, np.int64), np.array([w0], np.int64), np.array([n], np.int64)
+    # Rows on an edge open the next window: search the edges from the left.
+    edges = np.arange(w0 + 1, w1 + 1, dtype=np.int64)
+    edges *= wins.interval
+    edges += wins.offset
+    bounds = np.empty(edges.size + 2, np.int64)
+    bounds[0] = 0
+    bounds[-1] = n
+    bounds[1:-1] = np.searchsorted(ts, edges)
+    sizes = np.diff(bounds)
+    wid = np.arange(w0, w1 + 1, dtype=np.int64)
+    if sizes.all():
+        return bounds[:-1], wid, sizes
+    nonempty = sizes > 0
+    return bounds[:-1][nonempty], wid[nonempty], sizes[nonempty]
 
 
-def _tables_partials(tables: Sequence[tuple[int, list[Piece]]], wins, needs) -> _Acc:
-    acc = _Acc(needs)
+def _tables_partials(tables: Sequence[tuple[int, list[Piece]]], wins, plans) -> Partials:
+    """Uncombined partials of some tables: one entry per (piece, window)."""
+    # First the windows of every piece, so that each column is then reduced straight into
+    # its slice of one output array.
+    work: list[tuple[Piece, np.ndarray | None, int]] = []
+    pids, wids, rows = [], [], []
+    at = 0
     for pid, pieces in tables:
         for piece in pieces:
-            if piece.whole:
-                if wins is None:
-                    w = 0
-                else:
-                    w = (piece.t0 - wins.offset) // wins.interval
-                    if (piece.t1 - wins.offset) // wins.interval != w:
-                        w = None
-                if w is not None and _from_stats(piece, pid, w, acc):
-                    continue
-            _from_rows(piece, pid, wins, acc)
-    return acc
+            w = _stats_window(piece, wins, plans)
+            if w is not None:
+                work.append((piece, None, at))
+                pids.append(np.array([pid], np.int64))
+                wids.append(np.array([w], np.int64))
+                rows.append(np.array([piece.rows], np.int64))
+                at += 1
+                continue
+            ts = piece.ts()
+            if ts.size == 0:
+                continue
+            starts, wid, sizes = _windows_of(ts, wins)
+            work.append((piece, starts, at))
+            pids.append(np.full(wid.size, pid, np.int64))
+            wids.append(wid)
+            rows.append(sizes)
+            at += wid.size
+    cat = np.concatenate
+    out = Partials(
+        cat(pids) if pids else np.zeros(0, np.int64),
+        cat(wids) if wids else np.zeros(0, np.int64),
+        cat(rows) if rows else np.zeros(0, np.int64),
+    )
+    for plan in plans:
+        _reduce_column(plan, work, out)
+    return out
+
+
+def _reduce_column(plan: _Plan, work, out: Partials) -> None:
+    cid, need = plan.cid, plan.need
+    count = out.rows.copy()
+    total = mn = mx = None
+    if need.sum:
+        total = np.zeros(count.size, plan.acc)
+    if need.extremes:
+        mn = np.empty(count.size, need.dtype)
+        mx = np.empty(count.size, need.dtype)
+    for piece, starts, at in work:
+        if starts is None:  # from the block statistics
+            c, lo, hi, sm = piece.stats(cid)
+            count[at] = c
+            if c and total is not None:
+                total[at] = _wrap_int64(int(sm)) if plan.acc.kind == "i" else sm
+            if mn is not None:
+                mn[at] = lo if c else plan.never_min
+                mx[at] = hi if c else plan.never_max
+            continue
+        end = at + starts.size
+        if plan.counted_only:
+            arr = piece.column(cid)
+            if arr.null_count:
+                valid = arr.is_valid().to_numpy(zero_copy_only=False)
+                count[at:end] = np.add.reduceat(valid.astype(np.int64), starts)
+            continue
+        x, valid = piece.values(cid)
+        if valid is not None:
+            count[at:end] = np.add.reduceat(valid.astype(np.int64), starts)
+            if total is not None:
+                x_sum = np.where(valid, x, 0)
+            if mn is not None:
+                x_min = np.where(valid, x, np.array(plan.never_min, x.dtype))
+                x_max = np.where(valid, x, np.array(plan.never_max, x.dtype))
+        else:
+            x_sum = x_min = x_max = x
+        if total is not None:
+            if x_sum.dtype != plan.acc:
+                x_sum = x_sum.astype(plan.acc)
+            np.add.reduceat(x_sum, starts, out=total[at:end])
+        if mn is not None:
+            np.minimum.reduceat(x_min, starts, out=mn[at:end])
+            np.maximum.reduceat(x_max, starts, out=mx[at:end])
+    out.count[cid] = count
+    if total is not None:
+        out.sum[cid] = total
+    if mn is not None:
+        out.min[cid] = mn
+        out.max[cid] = mx
 
 
 def aggregate(
@@ -191,22 +223,18 @@ def aggregate(
     ``tables``: (partition id, pieces) per table; ``wins``: tumbling windows (``interval``,
     ``offset``) or None for one window over everything.
     """
-    accs = map_chunks(lambda chunk: _tables_partials(chunk, wins, needs), tables, threads)
-
-    def cat(get) -> np.ndarray:
-        parts = [a for acc in accs for a in get(acc)]
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-    pid = cat(lambda a: a.pid)
-    wid = cat(lambda a: a.wid)
-    out = Partials(pid, wid, cat(lambda a: a.rows))
-    for cid, need in needs.items():
-        out.count[cid] = cat(lambda a, c=cid: a.count[c])
-        if need.sum:
-            out.sum[cid] = cat(lambda a, c=cid: a.sum[c]).astype(need.acc, copy=False)
-        if need.extremes:
-            out.min[cid] = cat(lambda a, c=cid: a.min[c]).astype(need.dtype, copy=False)
-            out.max[cid] = cat(lambda a, c=cid: a.max[c]).astype(need.dtype, copy=False)
+    plans = [_Plan.of(cid, need) for cid, need in needs.items()]
+    parts = map_chunks(lambda chunk: _tables_partials(chunk, wins, plans), tables, threads)
+    if len(parts) == 1:
+        out = parts[0]
+    else:
+        cat = np.concatenate
+        out = Partials(cat([p.pid for p in parts]), cat([p.wid for p in parts]))
+        out.rows = cat([p.rows for p in parts])
+        for d in ("count", "sum", "min", "max"):
+            for cid in getattr(parts[0], d):
+                getattr(out, d)[cid] = cat([getattr(p, d)[cid] for p in parts])
+    pid, wid = out.pid, out.wid
     if pid.size < 2:
         return out
     dp, dw = np.diff(pid), np.diff(wid)
