@@ -15,6 +15,7 @@ case "$group" in
             opencv-doc        # video: examples/data/vtest.avi (pedestrians, 768x576)
             influxdb          # tsdb serve: InfluxDB 1.6 server, started on loopback
             victoria-metrics  # tsdb serve: VictoriaMetrics server, started on loopback
+            postgresql        # tsdb serve: PostgreSQL 15 server (initdb/pg_ctl on loopback)
             mricron-data      # med3d: Colin27 T1 brain with the AAL atlas
         )
         ;;

@@ -412,6 +412,11 @@ def insert_tables(connection: Any, db: Any, tables: list[tuple[str, pa.Table]]) 
     batches: list = []
     metas: list = []
     for st_name, table in tables:
+        ts_name = db.stables[st_name].columns[0].name  # a super table made by SQL may say 'ts'
+        if ts_name != TS_COLUMN:
+            table = table.rename_columns(
+                [ts_name if c == TS_COLUMN else c for c in table.column_names]
+            )
         b, m = connection.session.stable_batches(db.name, st_name, table)
         batches += b
         metas += m
