@@ -37,7 +37,7 @@ from septet.tsdb.expressions import (
     walk,
 )
 from septet.tsdb.parallel import map_chunks
-from septet.tsdb.segment import TS, col_key, to_numpy_valid
+from septet.tsdb.segment import TS, col_key, from_numpy_valid, to_numpy_valid
 
 WINDOW_COLUMNS = ("_wstart", "_wend", "_wduration")
 _TS_ALIASES = ("_rowts", "_c0")
@@ -481,10 +481,32 @@ def _gather_pieces(
         mask = mask[np.repeat(keep, rows_of)]
     table_of = np.repeat(np.arange(len(pieces)), [len(ps) for ps in pieces])
     counts = np.bincount(table_of, weights=hits, minlength=len(pieces)).astype(np.int64)
-    ts_np, columns = _piece_columns(flat, data_cols, types, threads)
-    m = pa.array(mask)
-    columns = {k: v.filter(m) for k, v in columns.items()}
-    return ts_np[mask], columns, counts
+    # Each kept piece's passing rows, gathered straight into one array per column.
+    ends = np.cumsum([p.rows for p in flat], dtype=np.int64)
+    picks = [np.flatnonzero(m) for m in np.split(mask, ends[:-1])] if flat else []
+    ts_out = _gather_numpy([p.ts() for p in flat], picks, np.dtype(np.int64))
+    columns = {}
+    for c in data_cols:
+        dtype = numpy_dtype(c.type)
+        if dtype is None:  # strings: Arrow filters them
+            chunked = pa.chunked_array([p.column(c.id) for p in flat], types[c.id])
+            columns[c.name] = chunked.filter(pa.array(mask))
+            continue
+        got = [p.values(c.id) for p in flat]
+        values = _gather_numpy([x for x, _ in got], picks, dtype)
+        valid = None
+        if any(v is not None for _, v in got):
+            full = [np.ones(x.size, bool) if v is None else v for x, v in got]
+            valid = _gather_numpy(full, picks, np.dtype(bool))
+        columns[c.name] = from_numpy_valid(values, valid, types[c.id])
+    return ts_out, columns, counts
+
+
+def _gather_numpy(arrays: list[np.ndarray], picks: list[np.ndarray], dtype) -> np.ndarray:
+    """The ``picks`` positions of each array, concatenated."""
+    if not arrays:
+        return np.zeros(0, dtype)
+    return np.concatenate([a[i] for a, i in zip(arrays, picks, strict=True)])
 
 
 def _piece_columns(
@@ -513,6 +535,9 @@ def _prunable(cond: A.Expr, data_cols: list[Column], ctx: Context) -> list[tuple
     out = []
 
     def const(e: A.Expr):
+        if isinstance(e, A.Literal):
+            v = e.value
+            return v if isinstance(v, int | float) and not isinstance(v, bool) else None
         if _refs(e) or any(isinstance(x, A.Func) for x in walk(e)):
             return None
         v = evaluate(e, Frame({}, 1), ctx)
