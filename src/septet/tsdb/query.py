@@ -452,45 +452,48 @@ def _gather_pieces(
     other columns are decoded only for the pieces that kept rows.
     """
     types = {c.id: arrow_type(c.type, prec) for c in data_cols}
+    bounds: list[tuple[int, str, Any]] = []
+    all_simple = False
     if cond is not None:
-        bounds = _prunable(cond, data_cols, ctx)
+        bounds, all_simple = _prunable(cond, data_cols, ctx)
         if bounds:
             pieces = [[p for p in ps if not _excluded(p, bounds)] for ps in pieces]
     flat = [p for ps in pieces for p in ps]
-    counts = np.array([sum(p.rows for p in ps) for ps in pieces], dtype=np.int64)
     threads = engine.options.query_threads
     if cond is None:
+        counts = np.array([sum(p.rows for p in ps) for ps in pieces], dtype=np.int64)
         ts_np, columns = _piece_columns(flat, data_cols, types, threads)
         return ts_np, columns, counts
-    refs = _refs(cond)
-    by_name = {c.name: c for c in data_cols}
-    cond_cols = [by_name[r] for r in sorted(refs) if r in by_name]
-    ts_np, columns = _piece_columns(flat, cond_cols, types, threads)
-    if refs & ({src.ts_name} | set(_TS_ALIASES)):
-        ts_arr = pa.array(ts_np, pa.int64()).cast(pa.timestamp(prec))
-        for name in (src.ts_name, *_TS_ALIASES):
-            columns[name] = ts_arr
-    total = int(ts_np.size)
-    mask = mask_of(evaluate(cond, Frame(columns, total), ctx), total)
-    rows_of = np.array([p.rows for p in flat], dtype=np.int64)
-    ends = np.cumsum(rows_of)
-    hits = np.diff(np.searchsorted(np.flatnonzero(mask), ends), prepend=0)
-    keep = hits > 0
-    if not keep.all():  # pieces without hits: their other columns are never decoded
-        flat = [p for p, k in zip(flat, keep, strict=True) if k]
-        mask = mask[np.repeat(keep, rows_of)]
+    if all_simple:
+        # Plain comparisons with constants: evaluated on each piece's numpy values.
+        picks = [_simple_picks(p, bounds) for p in flat]
+    else:
+        refs = _refs(cond)
+        by_name = {c.name: c for c in data_cols}
+        cond_cols = [by_name[r] for r in sorted(refs) if r in by_name]
+        ts_np, columns = _piece_columns(flat, cond_cols, types, threads)
+        if refs & ({src.ts_name} | set(_TS_ALIASES)):
+            ts_arr = pa.array(ts_np, pa.int64()).cast(pa.timestamp(prec))
+            for name in (src.ts_name, *_TS_ALIASES):
+                columns[name] = ts_arr
+        total = int(ts_np.size)
+        mask = mask_of(evaluate(cond, Frame(columns, total), ctx), total)
+        ends = np.cumsum([p.rows for p in flat], dtype=np.int64)
+        picks = [np.flatnonzero(m) for m in np.split(mask, ends[:-1])] if flat else []
+    hits = np.array([i.size for i in picks], dtype=np.int64)
     table_of = np.repeat(np.arange(len(pieces)), [len(ps) for ps in pieces])
     counts = np.bincount(table_of, weights=hits, minlength=len(pieces)).astype(np.int64)
-    # Each kept piece's passing rows, gathered straight into one array per column.
-    ends = np.cumsum([p.rows for p in flat], dtype=np.int64)
-    picks = [np.flatnonzero(m) for m in np.split(mask, ends[:-1])] if flat else []
+    # Pieces without hits: their other columns are never decoded. Each kept piece's passing
+    # rows are gathered straight into one array per column.
+    kept = [(p, i) for p, i in zip(flat, picks, strict=True) if i.size]
+    flat, picks = [p for p, _ in kept], [i for _, i in kept]
     ts_out = _gather_numpy([p.ts() for p in flat], picks, np.dtype(np.int64))
     columns = {}
     for c in data_cols:
         dtype = numpy_dtype(c.type)
-        if dtype is None:  # strings: Arrow filters them
-            chunked = pa.chunked_array([p.column(c.id) for p in flat], types[c.id])
-            columns[c.name] = chunked.filter(pa.array(mask))
+        if dtype is None:  # strings: Arrow takes them
+            taken = [p.column(c.id).take(pa.array(i)) for p, i in kept]
+            columns[c.name] = pa.chunked_array(taken, types[c.id])
             continue
         got = [p.values(c.id) for p in flat]
         values = _gather_numpy([x for x, _ in got], picks, dtype)
@@ -500,6 +503,27 @@ def _gather_pieces(
             valid = _gather_numpy(full, picks, np.dtype(bool))
         columns[c.name] = from_numpy_valid(values, valid, types[c.id])
     return ts_out, columns, counts
+
+
+_NUMPY_COMPARE = {
+    ">": np.greater,
+    ">=": np.greater_equal,
+    "<": np.less,
+    "<=": np.less_equal,
+    "=": np.equal,
+}
+
+
+def _simple_picks(piece: Any, bounds: list[tuple[int, str, Any]]) -> np.ndarray:
+    """Positions in ``piece`` where every (column, operator, constant) holds (NULL: never)."""
+    mask = None
+    for cid, op, v in bounds:
+        x, valid = piece.values(cid)
+        m = _NUMPY_COMPARE[op](x, v)
+        if valid is not None:
+            m &= valid
+        mask = m if mask is None else mask & m
+    return np.flatnonzero(mask)
 
 
 def _gather_numpy(arrays: list[np.ndarray], picks: list[np.ndarray], dtype) -> np.ndarray:
@@ -529,10 +553,15 @@ def _piece_columns(
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "="}
 
 
-def _prunable(cond: A.Expr, data_cols: list[Column], ctx: Context) -> list[tuple[int, str, Any]]:
-    """(column id, operator, constant) of conjuncts like ``col > 90`` on numeric columns."""
+def _prunable(
+    cond: A.Expr, data_cols: list[Column], ctx: Context
+) -> tuple[list[tuple[int, str, Any]], bool]:
+    """(column id, operator, constant) of the conjuncts like ``col > 90`` on numeric columns,
+    and whether every conjunct is one of them on a float or signed integer column."""
     numeric = {c.name: c.id for c in data_cols if is_numeric(c.type)}
+    plain = {c.id for c in data_cols if is_numeric(c.type) and numpy_dtype(c.type).kind in "fi"}
     out = []
+    conjuncts = _conjuncts(cond)
 
     def const(e: A.Expr):
         if isinstance(e, A.Literal):
@@ -544,7 +573,9 @@ def _prunable(cond: A.Expr, data_cols: list[Column], ctx: Context) -> list[tuple
         v = v.as_py() if isinstance(v, pa.Scalar) else None
         return v if isinstance(v, int | float) and not isinstance(v, bool) else None
 
-    for c in _conjuncts(cond):
+    converted = 0
+    for c in conjuncts:
+        before = len(out)
         if isinstance(c, A.Binary) and c.op in _FLIP:
             col, op, other = c.left, c.op, c.right
             if not isinstance(col, A.ColumnRef):
@@ -562,7 +593,9 @@ def _prunable(cond: A.Expr, data_cols: list[Column], ctx: Context) -> list[tuple
             lo, hi = const(c.low), const(c.high)
             if lo is not None and hi is not None:
                 out += [(numeric[c.expr.name], ">=", lo), (numeric[c.expr.name], "<=", hi)]
-    return out
+        converted += len(out) > before
+    all_simple = converted == len(conjuncts) and all(cid in plain for cid, _, _ in out)
+    return out, all_simple
 
 
 def _excluded(piece: Any, bounds: list[tuple[int, str, Any]]) -> bool:
