@@ -10,7 +10,7 @@ Shapes: B batch, S sequence, H hidden, N heads, D = H / N.
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -18,24 +18,22 @@ from torch import nn
 
 from septet.errors import ConfigError, InputError
 from septet.transformers.config import SUPPORTED_ACTIVATIONS, ModelConfig
+from septet.transformers.encoder_heads import (
+    EncoderHeadModel,
+    MaskedLM,
+    QuestionAnswering,
+    SequenceClassification,
+    TokenClassification,
+)
 from septet.transformers.modeling import (
     PreTrainedModel,
     fuse_projections,
     linear_activation,
     linear_residual,
     padding_mask,
-    sequence_classification_loss,
-    span_loss,
     split_projection,
-    token_classification_loss,
 )
-from septet.transformers.outputs import (
-    BaseModelOutput,
-    MaskedLMOutput,
-    QuestionAnsweringOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
-)
+from septet.transformers.outputs import BaseModelOutput, QuestionAnsweringOutput
 
 QKV_PARTS = ("query", "key", "value")
 
@@ -353,43 +351,6 @@ class BertOnlyMLMHead(nn.Module):
         return self.predictions(x)
 
 
-def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
-    """Cross-entropy over the vocabulary; label -100 marks unmasked tokens."""
-    if labels is None:
-        return None
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
-
-
-class BertForMaskedLM(BertPreTrainedModel):
-    """Fill-mask: vocabulary logits for every position."""
-
-    tied_weights: ClassVar[dict[str, str]] = {
-        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"
-    }
-    new_head_keys: ClassVar[tuple[str, ...]] = (r"^cls\.",)
-
-    def __init__(self, config: BertConfig):
-        super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.cls = BertOnlyMLMHead(config)
-        self.post_init()
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> MaskedLMOutput:
-        """Logits (B, S, vocab); with ``labels`` (B, S; -100 = ignore) also the loss."""
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_hidden_states)
-        logits = self.cls(out.last_hidden_state)
-        return MaskedLMOutput(
-            logits=logits, loss=masked_lm_loss(logits, labels), hidden_states=out.hidden_states
-        )
-
-
 def head_dropout(config: BertConfig) -> float:
     """HF's rule: ``classifier_dropout`` if set, else the hidden dropout."""
     if config.classifier_dropout is not None:
@@ -397,73 +358,86 @@ def head_dropout(config: BertConfig) -> float:
     return config.hidden_dropout_prob
 
 
-class BertForSequenceClassification(BertPreTrainedModel):
+class BertHeadModel(BertPreTrainedModel, EncoderHeadModel):
+    """The forward every BERT-family head with ``labels`` shares (RoBERTa's too, with its own
+    body as ``backbone_class``, kept under the family's prefix so checkpoint keys match)."""
+
+    backbone_class: ClassVar[type[nn.Module]] = BertModel
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+    ) -> Any:
+        """The task's logits; with ``labels`` also its loss (-100 = ignore for token tasks)."""
+        out = self.base_model(input_ids, attention_mask, token_type_ids, output_hidden_states)
+        return self.run_head(out, labels)
+
+
+class BertForMaskedLM(BertHeadModel, MaskedLM):
+    """Fill-mask: vocabulary logits for every position."""
+
+    tied_weights: ClassVar[dict[str, str]] = {
+        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"
+    }
+    new_head_keys: ClassVar[tuple[str, ...]] = (r"^cls\.",)
+
+    def build_head(self, config: BertConfig) -> None:
+        """``cls.predictions``: transform, then the tied vocabulary projection."""
+        self.cls = BertOnlyMLMHead(config)
+
+    def head(self, out: BaseModelOutput) -> torch.Tensor:
+        """(B, S, vocab) logits."""
+        return self.cls(out.last_hidden_state)
+
+
+class BertForSequenceClassification(BertHeadModel, SequenceClassification):
     """Pooled first token -> dropout -> linear: (B, num_labels) logits."""
 
     new_head_keys: ClassVar[tuple[str, ...]] = (r"^classifier\.", r"^bert\.pooler\.")
+    pooled: ClassVar[bool] = True
 
-    def __init__(self, config: BertConfig):
-        super().__init__(config)
-        self.bert = BertModel(config)
+    def build_head(self, config: BertConfig) -> None:
+        """dropout and ``classifier``."""
         self.dropout = nn.Dropout(head_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> SequenceClassifierOutput:
-        """Logits; with ``labels`` the loss for the config's problem type."""
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_hidden_states)
-        logits = self.classifier(self.dropout(out.pooler_output))
-        loss = None if labels is None else sequence_classification_loss(logits, labels, self.config)
-        return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states)
+    def head(self, out: BaseModelOutput) -> torch.Tensor:
+        """(B, num_labels) logits from the pooler."""
+        return self.classifier(self.dropout(out.pooler_output))
 
 
-class BertForTokenClassification(BertPreTrainedModel):
-    """Per-token labels (NER, POS): (B, S, num_labels) logits. RoBERTa reuses this head with its
-    own body (``backbone_class``), kept under the family's prefix so checkpoint keys match."""
+class BertForTokenClassification(BertHeadModel, TokenClassification):
+    """Per-token labels (NER, POS): (B, S, num_labels) logits."""
 
     new_head_keys: ClassVar[tuple[str, ...]] = (r"^classifier\.",)
-    backbone_class: ClassVar[type[nn.Module]] = BertModel
 
-    def __init__(self, config: BertConfig):
-        super().__init__(config)
-        setattr(self, self.base_model_prefix, self.backbone_class(config, add_pooling_layer=False))
+    def build_head(self, config: BertConfig) -> None:
+        """dropout and ``classifier``."""
         self.dropout = nn.Dropout(head_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> TokenClassifierOutput:
-        """Logits; with ``labels`` (B, S; -100 = ignore) the cross-entropy loss."""
-        out = self.base_model(input_ids, attention_mask, token_type_ids, output_hidden_states)
-        logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = None if labels is None else token_classification_loss(logits, labels)
-        return TokenClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states)
+    def head(self, out: BaseModelOutput) -> torch.Tensor:
+        """(B, S, num_labels) logits."""
+        return self.classifier(self.dropout(out.last_hidden_state))
 
 
-class BertForQuestionAnswering(BertPreTrainedModel):
+class BertForQuestionAnswering(BertPreTrainedModel, QuestionAnswering):
     """Extractive QA: start and end scores for every token (RoBERTa reuses it, as above)."""
 
     new_head_keys: ClassVar[tuple[str, ...]] = (r"^qa_outputs\.",)
     backbone_class: ClassVar[type[nn.Module]] = BertModel
 
-    def __init__(self, config: BertConfig):
-        super().__init__(config)
-        setattr(self, self.base_model_prefix, self.backbone_class(config, add_pooling_layer=False))
+    def build_head(self, config: BertConfig) -> None:
+        """``qa_outputs``: hidden -> (start, end)."""
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
-        self.post_init()
+
+    def head(self, out: BaseModelOutput) -> torch.Tensor:
+        """(B, S, 2) span logits."""
+        return self.qa_outputs(out.last_hidden_state)
 
     def forward(
         self,
@@ -476,22 +450,4 @@ class BertForQuestionAnswering(BertPreTrainedModel):
     ) -> QuestionAnsweringOutput:
         """Start/end logits (B, S); with both positions given, the span loss."""
         out = self.base_model(input_ids, attention_mask, token_type_ids, output_hidden_states)
-        return qa_output(
-            self.qa_outputs(out.last_hidden_state), start_positions, end_positions, out
-        )
-
-
-def qa_output(
-    logits: torch.Tensor,
-    start_positions: torch.Tensor | None,
-    end_positions: torch.Tensor | None,
-    out: BaseModelOutput,
-) -> QuestionAnsweringOutput:
-    """Split (B, S, 2) span logits into start and end, with the loss when positions are given."""
-    start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
-    loss = None
-    if start_positions is not None and end_positions is not None:
-        loss = span_loss(start_logits, end_logits, start_positions, end_positions)
-    return QuestionAnsweringOutput(
-        start_logits=start_logits, end_logits=end_logits, loss=loss, hidden_states=out.hidden_states
-    )
+        return self.run_span_head(out, start_positions, end_positions)

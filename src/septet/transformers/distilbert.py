@@ -8,31 +8,30 @@ use eps 1e-12 as in the original.
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from septet.errors import ConfigError
-from septet.transformers.bert import FusedSelfAttention, check_input_ids, masked_lm_loss, qa_output
+from septet.transformers.bert import FusedSelfAttention, check_input_ids
 from septet.transformers.config import SUPPORTED_ACTIVATIONS, ModelConfig
+from septet.transformers.encoder_heads import (
+    EncoderHeadModel,
+    MaskedLM,
+    QuestionAnswering,
+    SequenceClassification,
+    TokenClassification,
+)
 from septet.transformers.modeling import (
     PreTrainedModel,
     fuse_projections,
     linear_activation,
     linear_residual,
     padding_mask,
-    sequence_classification_loss,
     split_projection,
-    token_classification_loss,
 )
-from septet.transformers.outputs import (
-    BaseModelOutput,
-    MaskedLMOutput,
-    QuestionAnsweringOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
-)
+from septet.transformers.outputs import BaseModelOutput, QuestionAnsweringOutput
 
 QKV_PARTS = ("q_lin", "k_lin", "v_lin")
 EPS = 1e-12
@@ -208,7 +207,28 @@ class DistilBertModel(DistilBertPreTrainedModel):
         return BaseModelOutput(last_hidden_state=x, hidden_states=states)
 
 
-class DistilBertForMaskedLM(DistilBertPreTrainedModel):
+class DistilBertHeadModel(DistilBertPreTrainedModel, EncoderHeadModel):
+    """The forward every DistilBERT head with ``labels`` shares: no token types, no pooler."""
+
+    backbone_class: ClassVar[type[nn.Module]] = DistilBertModel
+
+    def make_backbone(self, config: ModelConfig) -> nn.Module:
+        """DistilBERT's body (it has no pooler to leave out)."""
+        return self.backbone_class(config)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+    ) -> Any:
+        """The task's logits; with ``labels`` also its loss (-100 = ignore for token tasks)."""
+        out = self.base_model(input_ids, attention_mask, output_hidden_states)
+        return self.run_head(out, labels)
+
+
+class DistilBertForMaskedLM(DistilBertHeadModel, MaskedLM):
     """Fill-mask: vocab_transform -> activation -> LayerNorm -> vocab_projector (tied)."""
 
     tied_weights: ClassVar[dict[str, str]] = {
@@ -216,98 +236,65 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
     }
     new_head_keys: ClassVar[tuple[str, ...]] = (r"^vocab_",)
 
-    def __init__(self, config: DistilBertConfig):
-        super().__init__(config)
-        self.distilbert = DistilBertModel(config)
+    def build_head(self, config: DistilBertConfig) -> None:
+        """``vocab_transform``, ``vocab_layer_norm``, ``vocab_projector``."""
         self.vocab_transform = nn.Linear(config.dim, config.dim)
         self.vocab_layer_norm = nn.LayerNorm(config.dim, eps=EPS)
         self.vocab_projector = nn.Linear(config.dim, config.vocab_size)
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> MaskedLMOutput:
-        """Logits (B, S, vocab); with ``labels`` (B, S; -100 = ignore) also the loss."""
-        out = self.distilbert(input_ids, attention_mask, output_hidden_states)
+    def head(self, out: BaseModelOutput) -> torch.Tensor:
+        """(B, S, vocab) logits."""
         hidden = linear_activation(
             out.last_hidden_state, self.vocab_transform, self.config.activation
         )
-        x = self.vocab_layer_norm(hidden)
-        logits = self.vocab_projector(x)
-        return MaskedLMOutput(
-            logits=logits, loss=masked_lm_loss(logits, labels), hidden_states=out.hidden_states
-        )
+        return self.vocab_projector(self.vocab_layer_norm(hidden))
 
 
-class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
+class DistilBertForSequenceClassification(DistilBertHeadModel, SequenceClassification):
     """First token -> pre_classifier -> ReLU -> dropout -> classifier."""
 
     new_head_keys: ClassVar[tuple[str, ...]] = (r"^pre_classifier\.", r"^classifier\.")
 
-    def __init__(self, config: DistilBertConfig):
-        super().__init__(config)
-        self.distilbert = DistilBertModel(config)
+    def build_head(self, config: DistilBertConfig) -> None:
+        """``pre_classifier``, ``classifier`` and the classifier dropout."""
         self.pre_classifier = nn.Linear(config.dim, config.dim)
         self.classifier = nn.Linear(config.dim, config.num_labels)
         self.dropout = nn.Dropout(config.seq_classif_dropout)
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> SequenceClassifierOutput:
-        """Logits; with ``labels`` the loss for the config's problem type."""
-        out = self.distilbert(input_ids, attention_mask, output_hidden_states)
+    def head(self, out: BaseModelOutput) -> torch.Tensor:
+        """(B, num_labels) logits from the first token."""
         x = torch.relu(self.pre_classifier(out.last_hidden_state[:, 0]))
-        logits = self.classifier(self.dropout(x))
-        loss = None if labels is None else sequence_classification_loss(logits, labels, self.config)
-        return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states)
+        return self.classifier(self.dropout(x))
 
 
-class DistilBertForTokenClassification(DistilBertPreTrainedModel):
+class DistilBertForTokenClassification(DistilBertHeadModel, TokenClassification):
     """Per-token labels: (B, S, num_labels) logits."""
 
     new_head_keys: ClassVar[tuple[str, ...]] = (r"^classifier\.",)
 
-    def __init__(self, config: DistilBertConfig):
-        super().__init__(config)
-        self.distilbert = DistilBertModel(config)
+    def build_head(self, config: DistilBertConfig) -> None:
+        """dropout and ``classifier``."""
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.dim, config.num_labels)
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> TokenClassifierOutput:
-        """Logits; with ``labels`` (B, S; -100 = ignore) the cross-entropy loss."""
-        out = self.distilbert(input_ids, attention_mask, output_hidden_states)
-        logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = None if labels is None else token_classification_loss(logits, labels)
-        return TokenClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states)
+    def head(self, out: BaseModelOutput) -> torch.Tensor:
+        """(B, S, num_labels) logits."""
+        return self.classifier(self.dropout(out.last_hidden_state))
 
 
-class DistilBertForQuestionAnswering(DistilBertPreTrainedModel):
+class DistilBertForQuestionAnswering(DistilBertHeadModel, QuestionAnswering):
     """Extractive QA: dropout -> qa_outputs, start and end scores for every token."""
 
     new_head_keys: ClassVar[tuple[str, ...]] = (r"^qa_outputs\.",)
 
-    def __init__(self, config: DistilBertConfig):
-        super().__init__(config)
-        self.distilbert = DistilBertModel(config)
+    def build_head(self, config: DistilBertConfig) -> None:
+        """dropout and ``qa_outputs``."""
         self.dropout = nn.Dropout(config.qa_dropout)
         self.qa_outputs = nn.Linear(config.dim, 2)
-        self.post_init()
+
+    def head(self, out: BaseModelOutput) -> torch.Tensor:
+        """(B, S, 2) span logits."""
+        return self.qa_outputs(self.dropout(out.last_hidden_state))
 
     def forward(
         self,
@@ -318,6 +305,5 @@ class DistilBertForQuestionAnswering(DistilBertPreTrainedModel):
         output_hidden_states: bool = False,
     ) -> QuestionAnsweringOutput:
         """Start/end logits (B, S); with both positions given, the span loss."""
-        out = self.distilbert(input_ids, attention_mask, output_hidden_states)
-        logits = self.qa_outputs(self.dropout(out.last_hidden_state))
-        return qa_output(logits, start_positions, end_positions, out)
+        out = self.base_model(input_ids, attention_mask, output_hidden_states)
+        return self.run_span_head(out, start_positions, end_positions)

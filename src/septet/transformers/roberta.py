@@ -17,22 +17,17 @@ from torch import nn
 from septet.transformers.bert import (
     BertConfig,
     BertEmbeddings,
+    BertForMaskedLM,
     BertForQuestionAnswering,
+    BertForSequenceClassification,
     BertForTokenClassification,
     BertModel,
     BertPreTrainedModel,
     head_dropout,
-    masked_lm_loss,
 )
 from septet.transformers.config import ModelConfig
-from septet.transformers.modeling import (
-    linear_activation,
-    sequence_classification_loss,
-)
-from septet.transformers.outputs import (
-    MaskedLMOutput,
-    SequenceClassifierOutput,
-)
+from septet.transformers.modeling import linear_activation
+from septet.transformers.outputs import BaseModelOutput
 
 
 @dataclasses.dataclass
@@ -123,60 +118,38 @@ class RobertaClassificationHead(nn.Module):
         return self.out_proj(self.dropout(x))
 
 
-class RobertaForMaskedLM(RobertaPreTrainedModel):
-    """Fill-mask: vocabulary logits for every position."""
+class RobertaForMaskedLM(RobertaPreTrainedModel, BertForMaskedLM):
+    """Fill-mask: vocabulary logits for every position, through ``lm_head``."""
 
     tied_weights: ClassVar[dict[str, str]] = {
         "lm_head.decoder.weight": "roberta.embeddings.word_embeddings.weight"
     }
     new_head_keys: ClassVar[tuple[str, ...]] = (r"^lm_head\.",)
+    backbone_class = RobertaModel
 
-    def __init__(self, config: RobertaConfig):
-        super().__init__(config)
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
+    def build_head(self, config: RobertaConfig) -> None:
+        """``lm_head``: dense -> GELU -> LayerNorm -> tied projection."""
         self.lm_head = RobertaLMHead(config)
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> MaskedLMOutput:
-        """Logits (B, S, vocab); with ``labels`` (B, S; -100 = ignore) also the loss."""
-        out = self.roberta(input_ids, attention_mask, token_type_ids, output_hidden_states)
-        logits = self.lm_head(out.last_hidden_state)
-        return MaskedLMOutput(
-            logits=logits, loss=masked_lm_loss(logits, labels), hidden_states=out.hidden_states
-        )
+    def head(self, out: BaseModelOutput) -> torch.Tensor:
+        """(B, S, vocab) logits."""
+        return self.lm_head(out.last_hidden_state)
 
 
-class RobertaForSequenceClassification(RobertaPreTrainedModel):
+class RobertaForSequenceClassification(RobertaPreTrainedModel, BertForSequenceClassification):
     """(B, num_labels) logits from the ``<s>`` token through the classification head."""
 
     new_head_keys: ClassVar[tuple[str, ...]] = (r"^classifier\.",)
+    backbone_class = RobertaModel
+    pooled = False
 
-    def __init__(self, config: RobertaConfig):
-        super().__init__(config)
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
+    def build_head(self, config: RobertaConfig) -> None:
+        """``classifier``: RoBERTa's two-layer head."""
         self.classifier = RobertaClassificationHead(config)
-        self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> SequenceClassifierOutput:
-        """Logits; with ``labels`` the loss for the config's problem type."""
-        out = self.roberta(input_ids, attention_mask, token_type_ids, output_hidden_states)
-        logits = self.classifier(out.last_hidden_state)
-        loss = None if labels is None else sequence_classification_loss(logits, labels, self.config)
-        return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states)
+    def head(self, out: BaseModelOutput) -> torch.Tensor:
+        """(B, num_labels) logits from ``<s>``."""
+        return self.classifier(out.last_hidden_state)
 
 
 class RobertaForTokenClassification(RobertaPreTrainedModel, BertForTokenClassification):
