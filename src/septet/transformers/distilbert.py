@@ -29,6 +29,7 @@ from septet.transformers.modeling import (
     linear_activation,
     linear_residual,
     padding_mask,
+    run_layer_stack,
     split_projection,
 )
 from septet.transformers.outputs import BaseModelOutput, QuestionAnsweringOutput
@@ -138,12 +139,7 @@ class Transformer(nn.Module):
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None, output_hidden_states: bool = False
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        states = [x] if output_hidden_states else None
-        for layer in self.layer:
-            x = layer(x, mask)
-            if states is not None:
-                states.append(x)
-        return x, tuple(states) if states is not None else None
+        return run_layer_stack(self.layer, x, mask, output_hidden_states)
 
 
 class DistilBertPreTrainedModel(PreTrainedModel):

@@ -556,6 +556,22 @@ def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+def run_layer_stack(
+    layers: nn.ModuleList,
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    output_hidden_states: bool = False,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """Run an encoder's layers in order; with ``output_hidden_states`` also every layer's
+    input and the last output (HF's ``hidden_states``: embeddings first)."""
+    states = [x] if output_hidden_states else None
+    for layer in layers:
+        x = layer(x, mask)
+        if states is not None:
+            states.append(x)
+    return x, tuple(states) if states is not None else None
+
+
 def sequence_classification_loss(
     logits: torch.Tensor, labels: torch.Tensor, config: ModelConfig
 ) -> torch.Tensor:
