@@ -528,7 +528,9 @@ def main() -> None:
                             answers[s.key].setdefault(qt, []).append(n)
                             if i > 0:  # the first instance warms up
                                 times[s.key].setdefault(qt, []).append(elapsed * 1000)
-                    print(qt, {s.key: times[s.key].get(qt, [None])[0] for s in systems}, flush=True)
+                    medians = {s.key: round(statistics.median(times[s.key][qt]), 2)
+                               for s in systems if times[s.key].get(qt)}  # fmt: skip
+                    print(qt, "median ms", medians, flush=True)
             finally:
                 for s in systems:
                     s.stop()
@@ -547,6 +549,7 @@ def main() -> None:
                     row["septet rows = postgres rows"] = "yes" if same else "NO"
                 table.append(row)
                 results[qt] = row
+                print(row)
             if not args.no_save:
                 write_benchmark_results(
                     f"tsdb_serve_query_{args.hosts}hosts",

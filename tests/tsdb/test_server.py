@@ -142,3 +142,34 @@ def test_graceful_shutdown_flushes(tmp_path):
     assert list(tmp_path.glob("g/p*/*.seg"))  # the memtable went to a segment on shutdown
     with connect(tmp_path) as con:
         assert con.execute("SELECT v FROM g.t").fetchall() == [(7,)]
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_large_results_are_written_column_by_column_as_the_row_writer_would(unit):
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+
+    from septet.tsdb.executor import Result
+    from septet.tsdb.server import rest_body, rest_json
+
+    n = 1500  # 1500 rows x 9 columns: the columnar writer
+    per_s = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit] + 7  # sub-second digits too
+    rng = np.random.default_rng(5)
+    v = rng.normal(size=n) * 10.0 ** rng.integers(-8, 20, size=n)
+    v[::97] = np.nan
+    table = pa.table(
+        {
+            "ts": pa.array(rng.integers(-(10**9), 10**9, size=n) * per_s, pa.timestamp(unit)),
+            "host": pa.array([f'h"{i % 7}\\é\n' if i % 11 else None for i in range(n)]),
+            "tag": pa.array([f"t{i % 3}" for i in range(n)]).dictionary_encode(),
+            "v": pa.array(v),
+            "f": pa.array(v, pa.float32()),
+            "i": pa.array(rng.integers(-(2**62), 2**62, size=n), pa.int64()),
+            "u": pa.array(rng.integers(0, 200, size=n), pa.uint8()),
+            "b": pa.array([None if i % 13 == 0 else i % 2 == 0 for i in range(n)]),
+            "n": pa.array([None if i % 3 else float(i) for i in range(n)]),
+        }
+    )
+    assert json.loads(rest_json(Result(table, 0))) == rest_body(Result(table, 0))
