@@ -195,3 +195,18 @@ def test_cli_write(tmp_path):
             ("a", 1.0),
             ("b", 2.0),
         ]
+
+
+def test_lines_go_into_a_super_table_made_by_sql_whatever_its_timestamp_is_called():
+    con = tsdb.connect(":memory:")
+    con.execute("CREATE DATABASE db PRECISION 'ms'")
+    con.execute("CREATE STABLE db.cpu (ts TIMESTAMP, usage DOUBLE) TAGS (hostname VARCHAR(32))")
+    lines = "cpu,hostname=a usage=1.5,procs=3i 1700000000000\ncpu,hostname=b usage=2 1700000000001"
+    assert write_line_protocol(con, "db", lines, "ms") == 2
+    q = "SELECT CAST(ts AS BIGINT), hostname, usage, procs FROM db.cpu ORDER BY hostname"
+    assert con.execute(q).fetchall() == [
+        (1700000000000, "a", 1.5, 3),
+        (1700000000001, "b", 2.0, None),
+    ]
+    assert [r[0] for r in con.execute("DESCRIBE db.cpu").fetchall()] == [
+        "ts", "usage", "procs", "hostname"]  # fmt: skip
