@@ -177,6 +177,10 @@ class Engine:
         # Called with each acknowledged insert's batches (under the lock): streams, topics.
         self.listeners: list[Any] = []
         self.extensions: dict[str, Any] = {}
+        # Bumped by every catalog change: what queries derive from the catalog (a super
+        # table's sorted sub-tables, their tags as Arrow columns) is kept per version.
+        self.catalog_version = 0
+        self.query_cache: dict[Any, Any] = {}
         if self.path is not None:
             self._open_directory()
 
@@ -259,6 +263,7 @@ class Engine:
     # ----------------------------------------------------------------- manifest
     def _write_manifest(self) -> None:
         self._partitions.clear()  # every change of self.segments is followed by a manifest
+        self.catalog_version += 1  # and every change of the catalog
         if self.path is None:
             return
         atomic_write_json(

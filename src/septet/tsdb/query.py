@@ -44,6 +44,16 @@ _TS_ALIASES = ("_rowts", "_c0")
 
 
 @dataclass
+class _SharedTables:
+    """A super table's sub-tables sorted by name and their tag frame, for one catalog
+    version (building the frame for thousands of sub-tables costs more than a query)."""
+
+    version: int
+    tables: list[Table]
+    frame: Frame | None = None
+
+
+@dataclass
 class Source:
     """What a SELECT reads: the tables, their columns and tags."""
 
@@ -54,6 +64,8 @@ class Source:
     is_stable: bool
     sub: pa.Table | None = None  # a subquery's result
     tag_cache: tuple[list[Table], Frame] | None = None
+    shared: _SharedTables | None = None  # the super table's sub-tables, across queries
+    positions: np.ndarray | None = None  # of ``tables`` among ``shared.tables``
 
     @property
     def ts_name(self) -> str:
@@ -201,8 +213,14 @@ def _resolve(engine: Engine, current_db: str | None, q: A.Select, ctx: Context) 
     name = q.source.name
     if name in db.stables:
         st = db.stables[name]
-        tables = sorted(db.children(name), key=lambda t: t.name)
-        return Source(db, tables, st.columns, st.tags, True)
+        key = ("children", db_name, name)
+        shared = engine.query_cache.get(key)
+        if shared is None or shared.version != engine.catalog_version:
+            tables = sorted(db.children(name), key=lambda t: t.name)
+            shared = engine.query_cache[key] = _SharedTables(engine.catalog_version, tables)
+        src = Source(db, shared.tables, st.columns, st.tags, True)
+        src.shared = shared
+        return src
     table = db.tables.get(name)
     if table is None:
         raise TsdbError(f"table {name!r} does not exist in database {db_name!r}")
@@ -334,19 +352,27 @@ def _tag_frame(src: Source) -> Frame:
     cached = src.tag_cache
     if cached is not None and cached[0] is src.tables:
         return cached[1]
-    frame = _build_tag_frame(src)
+    shared = src.shared
+    if shared is not None and (src.tables is shared.tables or src.positions is not None):
+        if shared.frame is None:
+            shared.frame = _build_tag_frame(src.tags, shared.tables, src.db)
+        frame = shared.frame
+        if src.tables is not shared.tables:
+            frame = frame.take(src.positions)
+    else:
+        frame = _build_tag_frame(src.tags, src.tables, src.db)
     src.tag_cache = (src.tables, frame)
     return frame
 
 
-def _build_tag_frame(src: Source) -> Frame:
-    cols: dict[str, Any] = {"tbname": pa.array([t.name for t in src.tables], pa.string())}
-    prec = src.db.options.precision if src.db else "ms"
-    for tag in src.tags:
+def _build_tag_frame(tags: list[Column], tables: list[Table], db: Database | None) -> Frame:
+    cols: dict[str, Any] = {"tbname": pa.array([t.name for t in tables], pa.string())}
+    prec = db.options.precision if db else "ms"
+    for tag in tags:
         typ = arrow_type(tag.type, prec)
-        values = [t.tags.get(tag.name) for t in src.tables]
+        values = [t.tags.get(tag.name) for t in tables]
         cols[tag.name] = pa.array(values, typ)
-    return Frame(cols, len(src.tables))
+    return Frame(cols, len(tables))
 
 
 def _filter_tables(src: Source, conds: list[A.Expr], ctx: Context) -> list[Table]:
@@ -356,6 +382,8 @@ def _filter_tables(src: Source, conds: list[A.Expr], ctx: Context) -> list[Table
     mask = np.ones(len(src.tables), dtype=bool)
     for c in conds:
         mask &= mask_of(evaluate(c, frame, ctx), frame.length)
+    if src.shared is not None and src.tables is src.shared.tables:
+        src.positions = np.flatnonzero(mask)
     return [t for t, m in zip(src.tables, mask, strict=True) if m]
 
 
@@ -487,22 +515,43 @@ def _gather_pieces(
     # rows are gathered straight into one array per column.
     kept = [(p, i) for p, i in zip(flat, picks, strict=True) if i.size]
     flat, picks = [p for p, _ in kept], [i for _, i in kept]
-    ts_out = _gather_numpy([p.ts() for p in flat], picks, np.dtype(np.int64))
-    columns = {}
-    for c in data_cols:
-        dtype = numpy_dtype(c.type)
-        if dtype is None:  # strings: Arrow takes them
-            taken = [p.column(c.id).take(pa.array(i)) for p, i in kept]
-            columns[c.name] = pa.chunked_array(taken, types[c.id])
-            continue
-        got = [p.values(c.id) for p in flat]
-        values = _gather_numpy([x for x, _ in got], picks, dtype)
-        valid = None
-        if any(v is not None for _, v in got):
-            full = [np.ones(x.size, bool) if v is None else v for x, v in got]
-            valid = _gather_numpy(full, picks, np.dtype(bool))
-        columns[c.name] = from_numpy_valid(values, valid, types[c.id])
-    return ts_out, columns, counts
+    total = int(hits.sum())
+
+    def gather(cols: list[Column | None]) -> list[Any]:
+        out = []
+        for c in cols:
+            if c is None:  # the timestamps
+                out.append(_gather_numpy([p.ts() for p in flat], picks, np.int64, total))
+                continue
+            dtype = numpy_dtype(c.type)
+            if dtype is None:  # strings: Arrow takes them
+                taken = [p.column(c.id).take(pa.array(i)) for p, i in kept]
+                out.append(pa.chunked_array(taken, types[c.id]))
+                continue
+            got = [p.values(c.id) for p in flat]
+            values = _gather_numpy([x for x, _ in got], picks, dtype, total)
+            valid = None
+            if any(v is not None for _, v in got):
+                full = [np.ones(x.size, bool) if v is None else v for x, v in got]
+                valid = _gather_numpy(full, picks, np.bool_, total)
+            out.append(from_numpy_valid(values, valid, types[c.id]))
+        return out
+
+    # Columns on the thread pool: numpy's gathers release the GIL.
+    jobs: list[Column | None] = [None, *data_cols]
+    done = [x for part in map_chunks(gather, jobs, threads, min_items=2) for x in part]
+    columns = {c.name: arr for c, arr in zip(data_cols, done[1:], strict=True)}
+    return done[0], columns, counts
+
+
+def _gather_numpy(arrays: list[np.ndarray], picks: list[np.ndarray], dtype, total: int):
+    """The ``picks`` positions of each array, concatenated."""
+    out = np.empty(total, dtype)
+    at = 0
+    for a, i in zip(arrays, picks, strict=True):
+        a.take(i, out=out[at : at + i.size])
+        at += i.size
+    return out
 
 
 _NUMPY_COMPARE = {
@@ -524,13 +573,6 @@ def _simple_picks(piece: Any, bounds: list[tuple[int, str, Any]]) -> np.ndarray:
             m &= valid
         mask = m if mask is None else mask & m
     return np.flatnonzero(mask)
-
-
-def _gather_numpy(arrays: list[np.ndarray], picks: list[np.ndarray], dtype) -> np.ndarray:
-    """The ``picks`` positions of each array, concatenated."""
-    if not arrays:
-        return np.zeros(0, dtype)
-    return np.concatenate([a[i] for a, i in zip(arrays, picks, strict=True)])
 
 
 def _piece_columns(
