@@ -201,3 +201,18 @@ def test_pieces_never_overlap_and_the_newest_write_wins(tmp_path):
         x = p.values(1)[0]
         assert p.stats(1)[0] == x.size and p.stats(1)[3] == pytest.approx(x.sum())
     engine.close()
+
+
+def test_cached_sub_tables_and_tags_follow_every_catalog_change(raw):
+    c = small_blocks(raw, overlap=False)
+    sql = "SELECT site, count(*) FROM m WHERE grp < 5 GROUP BY site"
+    before = dict(c.execute(sql).fetchall())
+    c.execute("ALTER TABLE d0 SET TAG site = 'west'")
+    after = dict(c.execute(sql).fetchall())
+    assert after["west"] == 300 and after["north"] == before["north"] - 300
+    c.execute(f"INSERT INTO d9 USING m TAGS ('west', 4) VALUES ({T0}, 1.0, 1)")
+    assert dict(c.execute(sql).fetchall())["west"] == 301
+    c.execute("DROP TABLE d9")
+    assert dict(c.execute(sql).fetchall())["west"] == 300
+    got = c.execute("SELECT tbname, site FROM m WHERE site = 'west' PARTITION BY tbname")
+    assert {r for r in got.fetchall()} == {("d0", "west")}
