@@ -54,6 +54,7 @@ _RESERVED = {
     "END",
     "FILE",
 }
+_WINDOW_WORDS = {"STATE_WINDOW", "SESSION", "EVENT_WINDOW"}  # not reserved: names elsewhere
 _FILL_MODES = ("NONE", "NULL", "NULL_F", "VALUE", "VALUE_F", "PREV", "NEXT", "LINEAR")
 _DB_OPTIONS = {
     "KEEP",
@@ -506,7 +507,8 @@ class _Parser:
             else:
                 q.source = self.table_name()
             if self.accept_word("AS") or (
-                self.tok.kind in ("IDENT", "QIDENT") and self.tok.text.upper() not in _RESERVED
+                self.tok.kind in ("IDENT", "QIDENT")
+                and self.tok.text.upper() not in _RESERVED | _WINDOW_WORDS
             ):
                 q.source_alias = self.identifier("an alias")
         if self.accept_word("WHERE"):
@@ -527,6 +529,23 @@ class _Parser:
             q.interval = iv
             if self.accept_word("FILL"):
                 q.fill = self.fill()
+        elif self.accept_word("STATE_WINDOW"):
+            self.expect_op("(")
+            q.window = A.Window("STATE", self.expr())
+            self.expect_op(")")
+        elif self.accept_word("SESSION"):
+            self.expect_op("(")
+            column = self.expr()
+            self.expect_op(",")
+            q.window = A.Window("SESSION", column, self.duration())
+            self.expect_op(")")
+        elif self.accept_word("EVENT_WINDOW"):
+            self.expect_word("START")
+            self.expect_word("WITH")
+            start = self.expr()
+            self.expect_word("END")
+            self.expect_word("WITH")
+            q.window = A.Window("EVENT", start=start, end=self.expr())
         if self.accept_word("GROUP"):
             self.expect_word("BY")
             q.group_by = self.expr_list()

@@ -96,11 +96,17 @@ def run_select(
     every += row_conds
     funcs = [x for e in every for x in walk(e) if isinstance(x, A.Func)]
     names = {x.name for x in funcs}
-    is_agg = bool(names & AGGREGATES) or q.interval is not None or bool(q.group_by)
+    if q.window is not None:
+        if q.fill is not None:
+            raise TsdbError("FILL applies to INTERVAL windows only")
+        w = q.window
+        every += [e for e in (w.expr, w.start, w.end) if e is not None]
+    windowed = q.interval is not None or q.window is not None
+    is_agg = bool(names & AGGREGATES) or windowed or bool(q.group_by)
     only_last_row = (
         is_agg
         and names & AGGREGATES == {"LAST_ROW"}
-        and q.interval is None
+        and not windowed
         and not row_conds
         and t0 is None
         and t1 is None
@@ -128,7 +134,7 @@ def run_select(
     if cond is not None and not early:
         frame = frame.filter(mask_of(evaluate(cond, frame, ctx), frame.length))
     if names & MULTI_ROW:
-        if names & (AGGREGATES | ROW_FUNCTIONS) or q.interval is not None:
+        if names & (AGGREGATES | ROW_FUNCTIONS) or windowed:
             raise TsdbError("TOP/BOTTOM cannot be mixed with aggregates, DIFF or INTERVAL")
         return _finish_rows(q, *_select_top(q, items, frame, src, ctx), ctx)
     if names & ROW_FUNCTIONS:
@@ -771,6 +777,61 @@ class Windows:
         return np.arange(first, last + 1, self.sliding, dtype=np.int64)
 
 
+def _data_windows(
+    w: A.Window, frame: Frame, pid: np.ndarray, ts: np.ndarray, src: Source, ctx: Context
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, window id) of the rows inside STATE/SESSION/EVENT windows, in (partition, time)
+    order; window ids ascend from 0. Windows never span partitions."""
+    n = frame.length
+    order = np.lexsort((ts, pid)) if n else np.zeros(0, np.int64)
+    p = pid[order]
+    if w.kind == "SESSION":
+        if not (isinstance(w.expr, A.ColumnRef) and _is_ts(w.expr.name, src)):
+            raise TsdbError("SESSION(column, gap) needs the timestamp column as its column")
+        gap = ctx.duration_units(w.tolerance)
+        t = ts[order]
+        new = np.ones(n, bool)
+        new[1:] = (p[1:] != p[:-1]) | (t[1:] - t[:-1] > gap)
+        return order, np.cumsum(new) - 1
+    if w.kind == "STATE":
+        col = to_array(evaluate(w.expr, frame, ctx), n)
+        if pa.types.is_floating(col.type):
+            raise TsdbError("STATE_WINDOW needs an integer, bool or string state, not a float")
+        codes, _ = _factorize(col)
+        valid = col.is_valid().to_numpy(zero_copy_only=False) if col.null_count else None
+        rows = order if valid is None else order[valid[order]]  # NULL states: in no window
+        c, p = codes[rows], pid[rows]
+        new = np.ones(rows.size, bool)
+        new[1:] = (p[1:] != p[:-1]) | (c[1:] != c[:-1])
+        return rows, np.cumsum(new) - 1
+    # EVENT: a window opens at a row where START holds and closes at the first row from
+    # there on where END holds (possibly the same row); a window never closed is left out.
+    starts = np.flatnonzero(mask_of(evaluate(w.start, frame, ctx), n)[order])
+    ends = np.flatnonzero(mask_of(evaluate(w.end, frame, ctx), n)[order])
+    part_end = np.searchsorted(p, p, side="right")  # first position of the next partition
+    spans = []
+    i = 0
+    while i < starts.size:
+        a = int(starts[i])
+        j = int(np.searchsorted(ends, a))
+        if j == ends.size:
+            break
+        b = int(ends[j])
+        nxt = b + 1
+        if b >= part_end[a]:  # no end in a's partition: nothing more opens there
+            nxt = int(part_end[a])
+        else:
+            spans.append((a, b))
+        i = int(np.searchsorted(starts, nxt))
+    if not spans:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lo = np.array([a for a, _ in spans], np.int64)
+    size = np.array([b - a + 1 for a, b in spans], np.int64)
+    wid = np.repeat(np.arange(lo.size, dtype=np.int64), size)
+    at = np.arange(int(size.sum()), dtype=np.int64) - np.repeat(np.cumsum(size) - size, size)
+    return order[lo[wid] + at], wid
+
+
 def _windows(iv: A.Interval, ctx: Context) -> Windows:
     interval = ctx.duration_units(iv.interval)
     sliding = ctx.duration_units(iv.sliding) if iv.sliding else interval
@@ -809,7 +870,12 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
     # rows: the row of each (row, window) pair; None while that is simply every row once.
     rows: np.ndarray | None = None
     wstart = None
-    if wins is not None:
+    if q.window is not None:
+        # Windows that follow the data: rows in (partition, time) order, window ids ascending.
+        rows, gid = _data_windows(q.window, frame, pid, ts, src, ctx)
+        wstart = ts[rows]
+        in_order = True
+    elif wins is not None:
         rows, wstart = wins.assign(ts)
         wbase = int(wstart.min()) if wstart.size else 0
         widx = wstart - wbase
@@ -839,7 +905,7 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
         starts = np.concatenate([np.zeros(1, dtype=np.int64), starts])
     else:
         starts = np.zeros(0, dtype=np.int64)
-    if not keys and wins is None and total == 0:
+    if not keys and wins is None and q.window is None and total == 0:
         starts = np.zeros(1, dtype=np.int64)  # an aggregate over no rows is one row of NULLs
     ends = np.concatenate([starts[1:], [total]]).astype(np.int64)
     groups = K.Groups(starts, ends, ts if identity else ts[sorted_rows])
@@ -880,7 +946,7 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
             result.columns[f"__key{i}"] = _tag_frame(src).get(k.name).take(pa.array(tid))
         else:
             result.columns[f"__key{i}"] = to_array(evaluate(k, frame, ctx), n).take(pa.array(rep))
-    if wins is not None:
+    if wins is not None or q.window is not None:
         if not total:
             ws = np.zeros(0, np.int64)
             part_of = ws
@@ -891,6 +957,8 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
             part_of = pid[pair] if rows is None else pid[rows[pair]]
         result.columns["__ws"] = ws
         result.columns["__part"] = part_of
+        if q.window is not None:  # the window ends at its last row
+            result.columns["__we"] = wstart[ends - 1] if total else ws
     key_index = {k: i for i, k in enumerate(keys)}
     tag_like = {t.name for t in src.tags} | {"tbname"}
 
@@ -900,8 +968,8 @@ def _aggregate(q: A.Select, items, frame: Frame, src: Source, ctx: Context, t0, 
         if e in key_index:
             return A.ColumnRef(f"__key{key_index[e]}")
         if isinstance(e, A.ColumnRef) and e.name in WINDOW_COLUMNS:
-            if wins is None:
-                raise TsdbError(f"{e.name} needs an INTERVAL window")
+            if wins is None and q.window is None:
+                raise TsdbError(f"{e.name} needs a window (INTERVAL, STATE_WINDOW, ...)")
             return e
         if isinstance(e, A.ColumnRef):
             name = f"__ref_{e.name}"
@@ -930,17 +998,19 @@ def _finish_groups(
     present = np.ones(result.length, dtype=bool)
     if wins is not None and q.fill is not None and q.fill.mode != "NONE":
         result, present = _fill_grid(result, wins, lo, hi, keys)
-    if wins is not None:
+    windowed = wins is not None or q.window is not None
+    if windowed:
         ws = result.get("__ws")
+        we = ws + wins.interval if wins is not None else result.get("__we")
         prec = ctx.precision
         result.columns["_wstart"] = pa.array(ws, pa.int64()).cast(pa.timestamp(prec))
-        result.columns["_wend"] = pa.array(ws + wins.interval, pa.int64()).cast(pa.timestamp(prec))
-        result.columns["_wduration"] = pa.array(np.full(ws.size, wins.interval), pa.int64())
-    part = result.get("__part") if wins is not None else None
+        result.columns["_wend"] = pa.array(we, pa.int64()).cast(pa.timestamp(prec))
+        result.columns["_wduration"] = pa.array(we - ws, pa.int64())
+    part = result.get("__part") if windowed else None
     if part is None and q.partition_by:
         part = np.arange(result.length)  # one row per partition
     return _project_groups(
-        q, items, result, subst, part, ctx, bool(q.partition_by) and wins is not None, present
+        q, items, result, subst, part, ctx, bool(q.partition_by) and windowed, present
     )
 
 
@@ -983,7 +1053,7 @@ def _aggregate_pieces(
     None when the query is not of that shape (then the general path runs).
     """
     keys = q.partition_by + q.group_by
-    if src.sub is not None or src.db is None:
+    if src.sub is not None or src.db is None or q.window is not None:
         return None
     per_table = _table_codes(keys, src)
     if per_table is None:

@@ -119,6 +119,17 @@ class Interval:
 
 
 @dataclass
+class Window:
+    """STATE_WINDOW(state), SESSION(ts, tolerance), EVENT_WINDOW START WITH a END WITH b."""
+
+    kind: str  # STATE | SESSION | EVENT
+    expr: Expr | None = None  # STATE: the state; SESSION: the timestamp column
+    tolerance: Duration | None = None
+    start: Expr | None = None
+    end: Expr | None = None
+
+
+@dataclass
 class Fill:
     mode: str  # NONE NULL VALUE PREV NEXT LINEAR NULL_F VALUE_F
     values: tuple[Expr, ...] = ()
@@ -138,6 +149,7 @@ class Select(Statement):
     where: Expr | None = None
     partition_by: list[Expr] = field(default_factory=list)
     interval: Interval | None = None
+    window: Window | None = None  # the windows that follow the data instead of the clock
     fill: Fill | None = None
     group_by: list[Expr] = field(default_factory=list)
     having: Expr | None = None
