@@ -555,7 +555,7 @@ def _gather_numpy(arrays: list[np.ndarray], picks: list[np.ndarray], dtype, tota
     out = np.empty(total, dtype)
     at = 0
     for a, i in zip(arrays, picks, strict=True):
-        a.take(i, out=out[at : at + i.size])
+        a.take(i, out=out[at : at + i.size], mode="clip")  # "raise" would buffer `out`
         at += i.size
     return out
 
