@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 import time
 from contextlib import asynccontextmanager
@@ -207,8 +208,7 @@ def rest_json(result: Result) -> bytes:
             col, t = col.cast(t.value_type), t.value_type
         name, length = next(((n, w) for test, n, w in _TYPE_NAMES if test(t)), (None, 0))
         if name == "TIMESTAMP":
-            stamps = pc.strftime(col.cast(pa.timestamp(t.unit)), "%Y-%m-%dT%H:%M:%S")
-            text = pc.binary_join_element_wise('"', stamps, 'Z"', "")
+            text = _timestamps_json(col, t.unit)
         elif name == "BOOL":
             text = pc.if_else(col, "true", "false")
         elif name in ("FLOAT", "DOUBLE"):  # shortest text that reads back as the same value
@@ -226,11 +226,39 @@ def rest_json(result: Result) -> bytes:
             return _dumps(rest_body(result))
         meta.append([field.name, name, length])
         texts.append(pc.fill_null(text, "null"))
-    rows = pc.binary_join_element_wise("[", pc.binary_join_element_wise(*texts, ","), "]", "")
-    data = pc.binary_join(pa.ListArray.from_arrays([0, len(rows)], rows), ",")[0].as_py()
-    n = table.num_rows
+    # Each row as '[v,...],': the rows' text is then the string array's data buffer as is.
+    rows = pc.binary_join_element_wise("[", pc.binary_join_element_wise(*texts, ","), "],", "")
+    width = 8 if pa.types.is_large_string(rows.type) else 4
+    offsets = np.frombuffer(rows.buffers()[1], f"i{width}", len(rows) + 1, rows.offset * width)
+    data = rows.buffers()[2].to_pybytes()[int(offsets[0]) : int(offsets[-1]) - 1]
     head = _dumps({"code": 0, "column_meta": meta})[:-1]
-    return head + f',"data":[{data}],"rows":{n}}}'.encode()
+    return b"".join((head, b',"data":[', data, b'],"rows":', str(table.num_rows).encode(), b"}"))
+
+
+def _timestamps_json(col: pa.Array, unit: str) -> pa.Array:
+    """_format_ts's text, quoted, for a whole column: dates per distinct day, times of day
+    from a table of the 86,400 seconds, fractions from integer arithmetic."""
+    digits = {"s": 0, "ms": 3, "us": 6, "ns": 9}[unit]
+    per_s = 10**digits
+    raw = pc.fill_null(col.cast(pa.int64()), 0).to_numpy()
+    seconds, frac = np.divmod(raw, per_s)
+    day, second = np.divmod(seconds, 86_400)
+    days = pa.array(day).dictionary_encode()
+    epoch = dt.date(1970, 1, 1)
+    dates = [(epoch + dt.timedelta(days=d)).isoformat() for d in days.dictionary.to_pylist()]
+    parts: list[Any] = ['"', pa.array(dates).take(days.indices), "T", _clock().take(second)]
+    if digits:
+        parts += [".", pc.utf8_slice_codeunits(pc.cast(pa.array(frac + per_s), pa.string()), 1)]
+    text = pc.binary_join_element_wise(*parts, 'Z"', "")
+    return pc.if_else(col.is_valid(), text, pa.scalar(None, pa.string()))
+
+
+@functools.cache
+def _clock() -> pa.Array:
+    """'HH:MM:SS' for every second of a day."""
+    h, rest = np.divmod(np.arange(86_400), 3600)
+    m, s = np.divmod(rest, 60)
+    return pa.array([f"{a:02d}:{b:02d}:{c:02d}" for a, b, c in zip(h, m, s, strict=True)])
 
 
 def _dumps(value: Any) -> bytes:
