@@ -62,6 +62,37 @@ def test_predict_writes_a_mask_with_the_inputs_affine_and_header(capsys, tmp_pat
     assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
 
 
+def test_largest_component_leaves_one_connected_lesion(capsys, tmp_path, scan):
+    import torch
+    from scipy import ndimage
+
+    from septet.med3d.config import TrainConfig
+
+    # An untrained ResNet-10 seeded 0 predicts two separate blobs on this noise scan.
+    torch.manual_seed(0)
+    config = TrainConfig(patch_size=(16, 16, 16), spacing=(2.0, 2.0, 2.0))
+    model = create_model("resnet10", num_classes=2).eval()
+    model_dir = save_model(model, tmp_path / "seeded", **model_extra(config))
+    masks = {}
+    for flag in ((), ("--largest-component",)):
+        out = tmp_path / f"mask{len(flag)}.nii.gz"
+        code, _out, err = run(
+            capsys, "med3d", "predict", str(model_dir), str(scan), "--out", str(out), *flag
+        )
+        assert code == 0, err
+        masks[bool(flag)] = np.asarray(nib.load(out).dataobj) > 0
+    _, raw_components = ndimage.label(masks[False], structure=np.ones((3, 3, 3)))
+    _, kept_components = ndimage.label(masks[True], structure=np.ones((3, 3, 3)))
+    assert raw_components >= 2 and kept_components == 1
+    assert not (masks[True] & ~masks[False]).any()  # only removes, never adds
+    (tmp_path / "val.txt").write_text("scan.nii.gz label.nii.gz\n")
+    code, out, err = run(
+        capsys, "med3d", "eval", str(model_dir), str(tmp_path / "val.txt"), "--largest-component"
+    )
+    assert code == 0, err
+    assert out.startswith("scan: dice ")
+
+
 def test_eval_reports_dice_and_hd95_per_case(capsys, tmp_path, model_dir, scan):
     (tmp_path / "val.txt").write_text("scan.nii.gz label.nii.gz\n")
     code, out, err = run(

@@ -56,6 +56,11 @@ def _pair(text: str | None, name: str):
 
 
 ModelOption = typer.Option(None, "--model", "-m", help="resnet10 … resnet200.")
+LargestComponentOption = typer.Option(
+    False,
+    "--largest-component",
+    help="Keep only each class's largest connected component (single-lesion tasks).",
+)
 PatchOption = typer.Option(None, "--patch", help="Patch size, e.g. 32 or 48,48,32.")
 SpacingOption = typer.Option(
     None, "--spacing", help="Resample to this spacing in mm, e.g. 2 or 1,1,3."
@@ -194,6 +199,7 @@ def predict(
     out: Path = typer.Option(
         None, "--out", "-o", help="The mask to write (.nii or .nii.gz); segmentation only."
     ),
+    largest_component: bool = LargestComponentOption,
     device: str = DeviceOption,
 ) -> None:
     """Segment a volume into a NIfTI mask on its grid, or classify it."""
@@ -202,7 +208,7 @@ def predict(
     from septet.med3d.weights import load_model
 
     model = load_model(model_dir).to(choose_device(device))
-    config = _model_config(model)
+    config = _model_config(model, largest_component=largest_component)
     sources = [str(p) for p in image]
     if model.config.task == "classification":
         from septet.med3d.training import classify
@@ -231,6 +237,7 @@ def evaluate(
     model_dir: Path = typer.Argument(..., help="A model folder written by train."),
     data: Path = typer.Argument(..., help="Labelled cases: list file, folder, or archive."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per case."),
+    largest_component: bool = LargestComponentOption,
     device: str = DeviceOption,
 ) -> None:
     """Dice and HD95 (mm) per case and class, on each case's own grid."""
@@ -248,7 +255,9 @@ def evaluate(
     records = [r for r in load_cases(data) if "label" in r]
     if not records:
         raise ConfigError(f"{data} has no labelled cases to evaluate")
-    rows = evaluate_records(model, records, _model_config(model))
+    rows = evaluate_records(
+        model, records, _model_config(model, largest_component=largest_component)
+    )
     for row in rows:
         if as_json:
             typer.echo(json.dumps(row))
@@ -317,7 +326,7 @@ def _evaluate_classifier(model, records, as_json: bool) -> None:
         typer.echo(f"accuracy {correct / len(records):.3f} over {len(records)} cases")
 
 
-def _model_config(model):
+def _model_config(model, *, largest_component: bool = False):
     """The TrainConfig that reproduces a saved model's preprocessing and windowing."""
     from septet.med3d.config import TrainConfig
 
@@ -331,4 +340,5 @@ def _model_config(model):
         ct_window=pre.get("ct_window"),
         overlap=extra.get("overlap", 0.5),
         blend=extra.get("blend", "gaussian"),
+        largest_component=largest_component,
     )

@@ -46,6 +46,7 @@ class TrainConfig:
     # inference and checkpoints
     overlap: float = 0.5
     blend: str = "gaussian"
+    largest_component: bool = False  # keep each class's largest connected component only
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0  # steps between checkpoints; 0: at the end of each epoch
 

@@ -165,6 +165,9 @@ class Trainer:
         self.config = config
         self.device = choose_device(config.device)
         self.model = model.to(self.device)
+        # What inference needs to repeat training (above all the patch size, the right
+        # sliding-window size), kept on the model as load_model does for a saved one.
+        model.extra_config = {**(getattr(model, "extra_config", None) or {}), **model_extra(config)}
         self.tasks = list(tasks)
         self.validation = list(validation)
         self.multi_head = hasattr(model, "heads")
