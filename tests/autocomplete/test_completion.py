@@ -101,3 +101,74 @@ def test_the_shipped_model_completes_python() -> None:
     assert "th" in texts
     line = completer.complete_line("class Foo:\n    def __init__(self")
     assert isinstance(line, str) and "\n" not in line
+
+
+@pytest.fixture
+def chained() -> Completer:
+    """A bigram table where "self" is surely followed by "." and "sorted" by "(" then a line
+    end, so the suggestion can run on past the token being typed."""
+    tokenizer = CodeTokenizer.from_merges(MERGES)
+    table = {
+        " ": {"self": 0.5, "sorted": 0.3, "s": 0.2},
+        "self": {".": 0.9, "s": 0.1},
+        "sorted": {"(": 0.8, "e": 0.2},
+        "(": {"\n": 1.0},
+        "s": {"(": 1.0},
+    }
+    return Completer(tokenizer, BigramScorer(tokenizer, table), beam_size=4)
+
+
+def test_the_suggestion_runs_on_while_the_next_tokens_are_likely(chained: Completer) -> None:
+    """ "x = s": the best token is "self" (its rest "elf"), and "." follows it with P=.9."""
+    assert chained.suggest("x = s") == "elf."
+    chained.extend_probability = 0.95  # "." (.9) is no longer likely enough
+    assert chained.suggest("x = s") == "elf"
+    chained.extend_probability = 0.5
+    chained.max_extend_tokens = 0
+    assert chained.suggest("x = s") == "elf"
+
+
+def test_a_whole_typed_token_is_followed_by_the_next_ones_up_to_the_line_end(
+    chained: Completer,
+) -> None:
+    """After "sorted" typed whole, "(" is suggested, and the newline after it is not."""
+    assert chained.suggest("x = sorted") == "("
+    assert "\n" not in chained.suggest("x = sorted")
+
+
+def test_the_suggestion_never_ends_inside_a_python_token() -> None:
+    """After "sorted" the likeliest run is "(", "se", "l", "f". Allowed three tokens, the run
+    "(sel" stops inside the name "self", so the suggestion is cut back to "("; allowed more,
+    it reaches the whole "(self" (joint .36, 4 keys saved: worth more than "(")."""
+    tokenizer = CodeTokenizer.from_merges(MERGES)
+    table = {
+        " ": {"sorted": 1.0},
+        "sorted": {"(": 0.9, "e": 0.1},
+        "(": {"se": 0.9, "x": 0.1},
+        "se": {"l": 0.9, "t": 0.1},
+        "l": {"f": 0.5, "t": 0.4, ")": 0.1},
+    }
+    completer = Completer(tokenizer, BigramScorer(tokenizer, table), beam_size=4)
+    completer.max_extend_tokens = 3
+    assert completer.suggest("x = sorted") == "("
+    completer.max_extend_tokens = 8
+    assert completer.suggest("x = sorted") == "(self"
+
+
+def test_a_run_is_offered_only_when_it_saves_more_keys_than_it_risks() -> None:
+    """After "sorted(" comes "self" (.45) then ")" (.9): "(self)" saves 5 keys with P .405,
+    worth 2.0 keys, more than "(self" (.45 x 4 = 1.8). With P(")") = .6 it is worth 1.35:
+    then the shorter "(self" is offered."""
+    tokenizer = CodeTokenizer.from_merges(MERGES)
+    table = {
+        " ": {"sorted": 1.0},
+        "sorted": {"(": 1.0},
+        "(": {"self": 0.45, "s": 0.2, "sorted": 0.2, "se": 0.15},
+        "self": {")": 0.9, ".": 0.1},
+        ")": {"\n": 1.0},
+    }
+    completer = Completer(tokenizer, BigramScorer(tokenizer, table), beam_size=4)
+    assert completer.suggest("x = sorted") == "(self)"
+    table["self"] = {")": 0.6, ".": 0.4}
+    completer = Completer(tokenizer, BigramScorer(tokenizer, table), beam_size=4)
+    assert completer.suggest("x = sorted") == "(self"

@@ -50,6 +50,7 @@ def test_http_endpoint_answers_in_the_anchor_format(http_url: str) -> None:
     assert len(body["probs"]) == len(body["candidates"]) >= 1
     assert all(0 <= p <= 1 for p in body["probs"])
     assert body["probs"] == sorted(body["probs"], reverse=True)
+    assert isinstance(body["suggestion"], str)  # the inline suggestion, maybe past the token
 
 
 @pytest.mark.parametrize(
@@ -81,7 +82,7 @@ def test_lsp_server_answers_completion_from_a_real_client(tiny_model: Path) -> N
 
     uri = "file:///tmp/example.py"
 
-    async def session() -> types.CompletionList:
+    async def session() -> tuple[types.CompletionList, types.InlineCompletionList]:
         client = LanguageClient("septet-test", "1")
         await client.start_io(
             sys.executable, "-m", "septet", "autocomplete", "lsp", "--model", str(tiny_model)
@@ -116,13 +117,25 @@ def test_lsp_server_answers_completion_from_a_real_client(tiny_model: Path) -> N
                 ),
                 60,
             )
+            inline = await asyncio.wait_for(
+                client.text_document_inline_completion_async(
+                    types.InlineCompletionParams(
+                        context=types.InlineCompletionContext(
+                            trigger_kind=types.InlineCompletionTriggerKind.Automatic
+                        ),
+                        text_document=types.TextDocumentIdentifier(uri),
+                        position=types.Position(2, 7),
+                    )
+                ),
+                60,
+            )
             await client.shutdown_async(None)
             client.exit(None)
-            return result
+            return result, inline
         finally:
             await asyncio.wait_for(client.stop(), 30)
 
-    result = asyncio.run(session())
+    result, inline = asyncio.run(session())
     assert isinstance(result, types.CompletionList) and result.items
     for item in result.items:
         assert item.label.startswith("lo")  # the whole token, replacing the typed "lo"
@@ -130,3 +143,10 @@ def test_lsp_server_answers_completion_from_a_real_client(tiny_model: Path) -> N
         assert edit.range.start == types.Position(2, 5) and edit.range.end == types.Position(2, 7)
         assert edit.new_text == item.label
     assert [i.sort_text for i in result.items] == sorted(i.sort_text for i in result.items)
+    # the inline suggestion is the one the same model makes in-process for the synced text
+    from septet.autocomplete.completion import load_completer
+
+    expected = load_completer(tiny_model).suggest("import json\n\njson.lo")
+    got = [(i.insert_text, i.range.start, i.range.end) for i in inline.items]
+    want = [("lo" + expected, types.Position(2, 5), types.Position(2, 7))] if expected else []
+    assert got == want

@@ -23,6 +23,10 @@ def train(
     max_minutes: float = typer.Option(None, help="Stop after this much wall time."),
     resume: bool = typer.Option(False, help="Continue from the newest checkpoint in --out."),
     threads: int = typer.Option(0, help="torch threads (0: torch's default)."),
+    init_from: Path = typer.Option(
+        None, help="Start from this trained model folder (its tokenizer and weights)."
+    ),
+    eval_every: int = typer.Option(100, help="Validate (and keep the best) every N steps."),
 ) -> None:
     """Train a model on Python source (deduplicated, split by file)."""
     import json
@@ -43,6 +47,9 @@ def train(
         learning_rate=learning_rate,
         max_steps=max_steps,
         max_minutes=max_minutes,
+        eval_every=eval_every,
+        checkpoint_every=eval_every,
+        init_from=None if init_from is None else str(init_from),
     )
     command = "septet autocomplete train " + " ".join(sys.argv[3:])
     summary = train_autocomplete(out, corpus, config, resume=resume, command=command)

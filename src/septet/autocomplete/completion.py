@@ -65,12 +65,16 @@ class Completer:
         beam_size: int = 8,
         max_tokens: int = 10,
         context_window: int = 384,
+        extend_probability: float = 0.2,
+        max_extend_tokens: int = 6,
     ):
         self.tokenizer = tokenizer
         self.scorer = scorer
         self.beam_size = beam_size
         self.max_tokens = max_tokens
         self.context_window = context_window
+        self.extend_probability = extend_probability
+        self.max_extend_tokens = max_extend_tokens
         self._cache = _ContextCache()
         self.context_tokens_fed = 0  # tokens fed for contexts: shows the cache at work
         token_bytes = tokenizer.token_bytes
@@ -179,11 +183,18 @@ class Completer:
     @torch.inference_mode()
     def complete(self, text: str, limit: int = 5) -> list[Candidate]:
         """Up to ``limit`` ranked completions of the token at the end of ``text``."""
+        typed, finished, _ = self._search(text, limit)
+        return self._rank(finished, typed.encode("utf-8"), limit)
+
+    def _search(self, text: str, limit: int) -> tuple[str, dict[bytes, float], dict[bytes, Any]]:
+        """The beam search: (typed part of the token, {token bytes: log P(whole token)},
+        {token bytes: (state, row, next-token log-probs) where that token ended})."""
         context, typed = self.split(text)
         ctx_ids = self._window(self.tokenizer.encode(context))
         logprobs, state = self._context(ctx_ids)
         prefix = typed.encode("utf-8")
         finished: dict[bytes, float] = {}
+        ends: dict[bytes, Any] = {}
         beams = [_Beam([], b"", 0.0, 0)]
         all_logprobs = logprobs  # (1, V): the context is one sequence
         for _ in range(self.max_tokens):
@@ -198,7 +209,9 @@ class Completer:
                     cont = self._continuing(piece)
                     p_cont = float(lp[cont].exp().sum()) if cont.any() else 0.0
                     end = beam.score + math.log(max(1.0 - p_cont, 1e-12))
-                    finished[beam.data] = max(finished.get(beam.data, -math.inf), end)
+                    if end > finished.get(beam.data, -math.inf):
+                        finished[beam.data] = end
+                        ends[beam.data] = (state, beam.row, lp)
                     allowed = cont.nonzero().flatten()
                 elif not done:
                     allowed = torch.tensor(
@@ -216,11 +229,16 @@ class Completer:
                     options.append((beam.score + s, beam, int(allowed[j])))
             if not options:
                 break
+            # A beam's score only falls as it grows, so one under the (limit+1)-th best
+            # finished token can no longer make the list (limit + 1: "nothing to add" is
+            # one of the finished tokens but not offered); stop when no live beam can.
+            kept = sorted(finished.values(), reverse=True)[: limit + 1]
+            if len(kept) > limit:
+                options = [o for o in options if o[0] >= kept[-1]]
+                if not options:
+                    break
             options.sort(key=lambda o: -o[0])
             options = options[: self.beam_size]
-            worst_kept = sorted(finished.values(), reverse=True)[: limit + 1]
-            if len(worst_kept) > limit and options[0][0] < worst_kept[-1]:
-                break  # no live beam can beat the candidates already found
             rows = torch.tensor([o[1].row for o in options], dtype=torch.long)
             ids = torch.tensor([[o[2]] for o in options], dtype=torch.long)
             # the first step forks the (cached, shared) context state; later ones reorder beams
@@ -230,7 +248,7 @@ class Completer:
                 _Beam([*o[1].ids, o[2]], o[1].data + self._token_bytes[o[2]], o[0], r)
                 for r, o in enumerate(options)
             ]
-        return self._rank(finished, prefix, limit)
+        return typed, finished, ends
 
     def _rank(self, finished: dict[bytes, float], prefix: bytes, limit: int) -> list[Candidate]:
         if not finished:
@@ -246,6 +264,60 @@ class Completer:
                 Candidate(text[len(prefix.decode()) :], math.exp(score - top) / total, score)
             )
         return out[:limit]
+
+    @torch.inference_mode()
+    def suggest(self, text: str) -> str:
+        """The inline suggestion an editor shows at the end of ``text`` ("" for none).
+
+        First the most probable way to finish the token being typed (which may be: it is
+        already whole). Then the likeliest next tokens of the line are followed while their
+        joint probability stays at least ``extend_probability``, and the suggestion is cut
+        where a Python token ends and the expected number of keys it saves, P(the text
+        starts with it) x (its length - 1), is highest: a longer run is offered only when it
+        is likely enough to pay for the risk of being wrong."""
+        typed, finished, ends = self._search(text, 0)  # only the best is wanted
+        if not finished:
+            return ""
+        best = max(finished, key=finished.__getitem__)
+        base = (_decode(best) or typed)[len(typed) :]
+        state, row, logprobs = ends[best]
+        return base + self._extend(typed + base, len(base), state, row, logprobs)
+
+    def _extend(self, whole: str, length: int, state: Any, row: int, lp: torch.Tensor) -> str:
+        """The continuation of the line after the whole token ending ``whole`` that saves
+        the most keys in expectation (see :meth:`suggest`); ``length``: characters of the
+        suggestion before it."""
+        if self.max_extend_tokens <= 0 or self.extend_probability >= 1:
+            return ""
+        state = self.scorer.select(state, torch.tensor([row], dtype=torch.long))
+        floor = math.log(self.extend_probability)
+        data, log_joint = b"", 0.0
+        best_value, best_cut = length - 1.0, 0
+        last_piece = split_pieces(whole)[-1] if whole else ""
+        for step in range(self.max_extend_tokens + 1):
+            lp = lp.clone()
+            lp[self.tokenizer.end_of_file_id] = -math.inf
+            token = int(lp.argmax())
+            token_text = _decode(self._token_bytes[token])
+            new_piece = token_text is not None and not is_one_piece(last_piece + token_text)
+            if new_piece and data:  # the text so far ends a Python token: a place to cut
+                value = math.exp(log_joint) * (length + len(data.decode()) - 1)
+                if value > best_value:
+                    best_value, best_cut = value, len(data)
+            log_joint += float(lp[token])
+            if (
+                step == self.max_extend_tokens
+                or token_text is None
+                or "\n" in token_text
+                or "\r" in token_text
+                or log_joint < floor
+            ):
+                break
+            data += self._token_bytes[token]
+            last_piece = token_text if new_piece else last_piece + token_text
+            lp, state = self.scorer.advance(state, torch.tensor([[token]]))
+            lp = lp[0]
+        return data[:best_cut].decode()
 
     @torch.inference_mode()
     def complete_line(self, text: str, max_tokens: int = 48) -> str:

@@ -32,6 +32,7 @@ def run_demo(out_dir: Path) -> DemoReport:
     """Complete a few prompts and simulate typing a small script with the shipped model."""
     from septet.autocomplete.completion import load_completer
     from septet.autocomplete.evaluation import simulate_keystrokes
+    from septet.common.atomic import atomic_write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -42,11 +43,7 @@ def run_demo(out_dir: Path) -> DemoReport:
         for p in prompts
     }
 
-    def suggest(before: str) -> str | None:
-        got = completer.complete(before, limit=1)
-        return got[0].text if got else None
-
-    result = simulate_keystrokes(SNIPPET, suggest)
+    result = simulate_keystrokes(SNIPPET, completer.suggest)  # the inline suggestion
     summary = {
         "completions": completions,
         "characters": result.characters,
@@ -54,7 +51,7 @@ def run_demo(out_dir: Path) -> DemoReport:
         "keystrokes_saved": round(result.saved, 4),
         "seconds": round(time.perf_counter() - start, 2),
     }
-    (out_dir / "autocomplete_demo.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out_dir / "autocomplete_demo.json", json.dumps(summary, indent=2))
     return DemoReport(
         f"typed a {result.characters}-character script with {result.keystrokes} keys: "
         f"{result.saved:.1%} keystrokes saved",

@@ -1,10 +1,11 @@
 """The HTTP endpoint the anchor's VS Code extension talks to.
 
 ``POST /autocomplete`` with ``{"prompt": "<text before the cursor>"}`` answers
-``{"success": true, "prediction": "<top completion>", "probs": [...], "candidates": [...]}``
-(``prediction`` and ``probs`` as in vpj/python_autocomplete; ``candidates`` lists every
-completion with its probability). A malformed request gets HTTP 400 and
-``{"success": false, "error": "..."}``, never a crash.
+``{"success": true, "prediction": "<top completion>", "probs": [...], "candidates": [...],
+"suggestion": "<inline suggestion>"}`` (``prediction`` and ``probs`` as in
+vpj/python_autocomplete; ``candidates`` lists every completion of the token with its
+probability; ``suggestion`` may run on past the token, see ``Completer.suggest``). A
+malformed request gets HTTP 400 and ``{"success": false, "error": "..."}``, never a crash.
 """
 
 import threading
@@ -42,12 +43,14 @@ def create_app(completer: Any, limit: int = 5) -> FastAPI:
             return error(f'"prompt" is longer than {MAX_PROMPT_CHARS} characters')
         with lock:
             candidates = completer.complete(prompt, limit=limit)
+            suggestion = completer.suggest(prompt)
         return JSONResponse(
             {
                 "success": True,
                 "prediction": candidates[0].text if candidates else "",
                 "probs": [c.probability for c in candidates],
                 "candidates": [{"text": c.text, "probability": c.probability} for c in candidates],
+                "suggestion": suggestion,
             }
         )
 

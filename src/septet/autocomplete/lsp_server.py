@@ -3,6 +3,8 @@
 Documents are kept in sync by pygls's workspace from ``didOpen`` / ``didChange`` (incremental
 edits); ``textDocument/completion`` completes the Python token at the cursor. Each item
 replaces the typed part of the token (a text edit), so the editor's own filtering works.
+``textDocument/inlineCompletion`` (LSP 3.18, the editor's grey "ghost text") answers the
+inline suggestion, which may run on past the token (``Completer.suggest``).
 """
 
 from __future__ import annotations
@@ -50,5 +52,22 @@ def create_server(completer: Any, limit: int = 8) -> Any:
                 )
             )
         return types.CompletionList(is_incomplete=True, items=items)
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION)
+    def inline_completion(
+        ls: LanguageServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
+        document = ls.workspace.get_text_document(params.text_document.uri)
+        offset = document.offset_at_position(params.position)
+        before = document.source[:offset]
+        _, typed = completer.split(before)
+        suggestion = completer.suggest(before)
+        if not suggestion:
+            return types.InlineCompletionList(items=[])
+        start = document.client_position_at_offset(offset - len(typed))
+        item = types.InlineCompletionItem(
+            insert_text=typed + suggestion, range=types.Range(start=start, end=params.position)
+        )
+        return types.InlineCompletionList(items=[item])
 
     return server

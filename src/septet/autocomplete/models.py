@@ -185,10 +185,12 @@ class NextTokenScorer:
             return None
         if self.kind == "lstm":
             return (state[0][:, rows], state[1][:, rows])
-        out = self.model.new_cache(len(rows), state.length + 32)
-        for layer in range(len(state.keys)):
-            out.keys[layer][:, :, : state.length] = state.keys[layer][rows, :, : state.length]
-            out.values[layer][:, :, : state.length] = state.values[layer][rows, :, : state.length]
+        # One gather per layer into fresh storage with room for a few more tokens (no zero
+        # fill: slots past ``length`` are written before they are read).
+        room = state.length + 16
+        out = self.model.new_cache(len(rows), 1)
+        out.keys = [_gather(k, rows, state.length, room) for k in state.keys]
+        out.values = [_gather(v, rows, state.length, room) for v in state.values]
         out.length = state.length
         return out
 
@@ -201,3 +203,13 @@ class NextTokenScorer:
     def length(self, state: Any) -> int | None:
         """Tokens held by a decoder cache (None for the LSTM, whose state has no length)."""
         return None if state is None or self.kind == "lstm" else state.length
+
+
+def _gather(store: torch.Tensor, rows: torch.Tensor, length: int, room: int) -> torch.Tensor:
+    """Rows ``rows`` of a (batch, heads, slots, dim) cache tensor with at least ``room``
+    slots; the first ``length`` are copied."""
+    if store.shape[2] >= room:  # one contiguous gather is the fastest copy
+        return store.index_select(0, rows)
+    out = store.new_empty((len(rows), store.shape[1], room, store.shape[3]))
+    out[:, :, :length] = store[:, :, :length].index_select(0, rows)
+    return out

@@ -19,7 +19,7 @@ from typing import Any
 
 from septet.autocomplete.corpus import read_corpus, split_by_file, stdlib_dir
 from septet.autocomplete.tokenization import CodeTokenizer
-from septet.errors import InputError
+from septet.errors import CheckpointError, ConfigError, InputError
 
 
 @dataclass
@@ -40,6 +40,8 @@ class AutocompleteTrainingConfig:
     validation_fraction: float = 0.05
     tokenizer_sample_bytes: int = 8_000_000
     seed: int = 0
+    # a trained model folder to start from (its tokenizer and weights; a fresh schedule)
+    init_from: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -84,6 +86,22 @@ def _cached_windows(
     return train, valid
 
 
+def _initial_model(config: AutocompleteTrainingConfig, vocab_size: int) -> Any:
+    """The model saved in ``config.init_from``, in float32 and training mode."""
+    from septet.autocomplete.models import load_model, model_kind
+
+    model = load_model(config.init_from).float()
+    if model_kind(model) != config.kind:
+        raise ConfigError(
+            f"--init-from {config.init_from} holds a {model_kind(model)} model, not {config.kind};"
+            f" pass --kind {model_kind(model)}"
+        )
+    rows = model.config.vocab_size
+    if rows != vocab_size:
+        raise CheckpointError(f"{config.init_from}: {rows} embeddings for {vocab_size} tokens")
+    return model.train()
+
+
 def train_autocomplete(
     out_dir: str | Path,
     corpus: str | Path | None = None,
@@ -110,6 +128,9 @@ def train_autocomplete(
 
     if resume and (out / "tokenizer.json").is_file():
         tokenizer = CodeTokenizer.load(out)
+    elif config.init_from is not None:
+        tokenizer = CodeTokenizer.load(config.init_from)
+        tokenizer.save(out)
     else:
         sample, total = [], 0
         for f in train_files:  # a byte budget keeps BPE training short on big corpora
@@ -128,7 +149,10 @@ def train_autocomplete(
     ]
 
     torch.manual_seed(config.seed)
-    model = build_model(config.kind, tokenizer.vocab_size, config.size)
+    if config.init_from is not None:
+        model = _initial_model(config, tokenizer.vocab_size)
+    else:
+        model = build_model(config.kind, tokenizer.vocab_size, config.size)
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
         m.eval()
@@ -162,13 +186,23 @@ def train_autocomplete(
             min_lr_ratio=0.1,
         ),
     )
+
+    class ScheduleFollowsMaxSteps(TrainerCallback):
+        """A resumed run may be given another --max-steps (to fit the time left): the decay
+        then ends at the new last step (a checkpoint restores the old plan otherwise)."""
+
+        def on_step_end(self, state: Any, logs: dict[str, float]) -> None:
+            for plan in trainer.scheduler.lr_lambdas:
+                if getattr(plan, "total_steps", state.total_steps) != state.total_steps:
+                    plan.total_steps = state.total_steps
+
     trainer = Trainer(
         model,
         language_model_loss,
         batches,
         training,
         evaluate=evaluate,
-        callbacks=[StopAtTimeLimit()],
+        callbacks=[StopAtTimeLimit(), ScheduleFollowsMaxSteps()],
     )
     has_checkpoint = resume and any((out / "checkpoints").glob("step-*"))
     result = trainer.train(resume_from="latest" if has_checkpoint else None)
