@@ -99,65 +99,69 @@ def _stats_window(piece: Piece, wins, plans: list[_Plan]) -> int | None:
     return w
 
 
-def _windows_of(ts: np.ndarray, wins) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(first position, window number, rows) of each non-empty window of sorted ``ts``."""
-    n = ts.size
+_ZERO = np.zeros(1, np.int64)
+
+
+def _window_starts(ts: np.ndarray, wins) -> tuple[int, np.ndarray]:
+    """(first window number, first position of every window from it to the last) of sorted
+    ``ts``; windows in between that hold no row start where the next one does."""
     if wins is None:
-        return np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([n], np.int64)
+        return 0, _ZERO
     w0 = (int(ts[0]) - wins.offset) // wins.interval
     w1 = (int(ts[-1]) - wins.offset) // wins.interval
     if w0 == w1:
-        return np.zeros(1, np.int64), np.array([w0], np.int64), np.array([n], np.int64)
-    # Rows on an edge open the next window: search the edges from the left.
-    edges = np.arange(w0 + 1, w1 + 1, dtype=np.int64)
-    edges *= wins.interval
-    edges += wins.offset
-    bounds = np.empty(edges.size + 2, np.int64)
-    bounds[0] = 0
-    bounds[-1] = n
-    bounds[1:-1] = np.searchsorted(ts, edges)
-    sizes = np.diff(bounds)
-    wid = np.arange(w0, w1 + 1, dtype=np.int64)
-    if sizes.all():
-        return bounds[:-1], wid, sizes
-    nonempty = sizes > 0
-    return bounds[:-1][nonempty], wid[nonempty], sizes[nonempty]
+        return w0, _ZERO
+    # Rows on an edge open the next window: search the edges from the left. The last edge is
+    # at or before the last row, so every start is a valid position.
+    first_edge = (w0 + 1) * wins.interval + wins.offset
+    edges = np.arange(first_edge, first_edge + (w1 - w0) * wins.interval, wins.interval)
+    return w0, np.concatenate((_ZERO, ts.searchsorted(edges)))
 
 
 def _tables_partials(tables: Sequence[tuple[int, list[Piece]]], wins, plans) -> Partials:
     """Uncombined partials of some tables: one entry per (piece, window)."""
     # First the windows of every piece, so that each column is then reduced straight into
-    # its slice of one output array.
+    # its slice of one output array; what is per window is computed for all pieces at once.
     work: list[tuple[Piece, np.ndarray | None, int]] = []
-    pids, wids, rows = [], [], []
+    pids, first_w, counts, sizes, lengths = [], [], [], [], []
     at = 0
     for pid, pieces in tables:
         for piece in pieces:
             w = _stats_window(piece, wins, plans)
             if w is not None:
                 work.append((piece, None, at))
-                pids.append(np.array([pid], np.int64))
-                wids.append(np.array([w], np.int64))
-                rows.append(np.array([piece.rows], np.int64))
-                at += 1
-                continue
-            ts = piece.ts()
-            if ts.size == 0:
-                continue
-            starts, wid, sizes = _windows_of(ts, wins)
-            work.append((piece, starts, at))
-            pids.append(np.full(wid.size, pid, np.int64))
-            wids.append(wid)
-            rows.append(sizes)
-            at += wid.size
-    cat = np.concatenate
-    out = Partials(
-        cat(pids) if pids else np.zeros(0, np.int64),
-        cat(wids) if wids else np.zeros(0, np.int64),
-        cat(rows) if rows else np.zeros(0, np.int64),
-    )
+                starts = None
+                k, n = 1, piece.rows
+            else:
+                ts = piece.ts()
+                n = ts.size
+                if n == 0:
+                    continue
+                w, starts = _window_starts(ts, wins)
+                k = starts.size
+                work.append((piece, starts, at))
+            pids.append(pid)
+            first_w.append(w)
+            counts.append(k)
+            lengths.append(n)
+            sizes.append(_ZERO if starts is None else starts)
+            at += k
+    k_all = np.array(counts, np.int64)
+    total = int(k_all.sum())
+    local = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(k_all) - k_all, k_all)
+    wid = np.repeat(np.array(first_w, np.int64), k_all) + local
+    # Rows per window: the next window's start (or the piece's length) minus this start.
+    starts_all = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
+    ends_all = np.empty(total, np.int64)
+    if total:
+        ends_all[:-1] = starts_all[1:]
+        ends_all[np.cumsum(k_all) - 1] = lengths
+    out = Partials(np.repeat(np.array(pids, np.int64), k_all), wid, ends_all - starts_all)
     for plan in plans:
         _reduce_column(plan, work, out)
+    empty = out.rows == 0  # windows a piece skips over; their reductions are meaningless
+    if empty.any():
+        _take(out, np.flatnonzero(~empty))
     return out
 
 
