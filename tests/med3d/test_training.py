@@ -121,6 +121,24 @@ def test_labels_outside_the_classes_are_refused(phantom_sample):
         SegmentationTask("bad", [sample], 2)
 
 
+def test_coarse_logits_are_scored_against_the_full_resolution_label(phantom_sample):
+    # A D/4-grid model (MedicalNet's training grid): its logits are resized to the label,
+    # so a lesion smaller than one coarse cell still shows in the loss.
+    coarse = torch.randn(2, 2, 4, 4, 4)
+    target = torch.zeros(2, 16, 16, 16, dtype=torch.long)
+    target[0, 5:7, 9:11, 2:4] = 1  # 8 voxels: an eighth of one 4³ cell
+    resized = torch.nn.functional.interpolate(
+        coarse, size=(16, 16, 16), mode="trilinear", align_corners=False
+    )
+    assert torch.allclose(segmentation_loss(coarse, target), segmentation_loss(resized, target))
+    model = create_model("resnet10", num_classes=2)
+    model.config.full_resolution = False
+    config = TrainConfig(**TINY, epochs=1, steps_per_epoch=2)
+    task = SegmentationTask("phantoms", [phantom_sample((16, 16, 16))], 2)
+    result = Trainer(model, [task], config).fit()
+    assert np.isfinite(result.history[-1]["loss"])
+
+
 def test_loss_is_low_for_the_right_answer():
     target = torch.zeros(1, 4, 4, 4, dtype=torch.long)
     target[0, 1:3, 1:3, 1:3] = 1

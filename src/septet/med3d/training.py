@@ -130,8 +130,15 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy plus soft Dice over the foreground classes (batch-wise)."""
+    """Cross-entropy plus soft Dice over the foreground classes (batch-wise). Logits on a
+    coarser grid than the label (a model with ``full_resolution=False`` predicts on
+    MedicalNet's D/4 grid) are resized to the label's grid first: downsampling the label
+    instead, as MedicalNet did, erases lesions smaller than a cell."""
     logits = logits.float()
+    if tuple(logits.shape[2:]) != tuple(target.shape[1:]):
+        logits = F.interpolate(
+            logits, size=tuple(target.shape[1:]), mode="trilinear", align_corners=False
+        )
     ce = F.cross_entropy(logits, target)
     num_classes = logits.shape[1]
     if num_classes < 2:
