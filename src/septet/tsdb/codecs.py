@@ -19,6 +19,7 @@ exact: ``decode(encode(x)) == x`` bit for bit, NaN payloads, -0.0 and infinities
 from __future__ import annotations
 
 import struct
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,12 +138,24 @@ def compress(raw: bytes, compressor: str, level: int = 3) -> bytes:
     raise TsdbError(f"unknown compressor {compressor!r}; use one of {', '.join(COMPRESSORS)}")
 
 
+_local = threading.local()
+
+
+def _zstd_decompressor():
+    """This thread's zstd decompressor: making one costs more than decoding a block, and one
+    must not be used by two threads at once."""
+    d = getattr(_local, "zstd", None)
+    if d is None:
+        import zstandard
+
+        d = _local.zstd = zstandard.ZstdDecompressor()
+    return d
+
+
 def decompress(data: bytes | memoryview, compressor: str) -> bytes:
     """Inverse of :func:`compress`."""
     if compressor == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().decompress(data)
+        return _zstd_decompressor().decompress(data)
     if compressor == "lz4":
         import lz4.frame
 

@@ -228,7 +228,11 @@ def aggregate(
     ``offset``) or None for one window over everything.
     """
     plans = [_Plan.of(cid, need) for cid, need in needs.items()]
-    parts = map_chunks(lambda chunk: _tables_partials(chunk, wins, plans), tables, threads)
+    # Even two tables go to two threads: decoding a block that is not cached yet costs more
+    # than handing work to a thread.
+    parts = map_chunks(
+        lambda chunk: _tables_partials(chunk, wins, plans), tables, threads, min_items=2
+    )
     if len(parts) == 1:
         out = parts[0]
     else:
