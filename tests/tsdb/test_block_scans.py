@@ -216,3 +216,23 @@ def test_cached_sub_tables_and_tags_follow_every_catalog_change(raw):
     assert dict(c.execute(sql).fetchall())["west"] == 300
     got = c.execute("SELECT tbname, site FROM m WHERE site = 'west' PARTITION BY tbname")
     assert {r for r in got.fetchall()} == {("d0", "west")}
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "SELECT _wstart, site, avg(v), count(*) FROM m {w} PARTITION BY site INTERVAL(5m) "
+        "FILL(PREV)",
+        "SELECT _wstart, _wend, sum(n), spread(v) FROM m {w} INTERVAL(17m, 3m) FILL(LINEAR)",
+        "SELECT _wstart, tbname, max(n) FROM m {w} PARTITION BY tbname INTERVAL(1h) FILL(NULL) "
+        "LIMIT 3",
+        "SELECT grp, min(v), max(v), count(n) FROM m {w} GROUP BY grp HAVING count(n) > 10",
+        "SELECT _wstart, avg(v) AS a FROM m {w} INTERVAL(10m) ORDER BY a DESC LIMIT 4",
+        "SELECT count(*), avg(v) * 2 + 1, max(n) - min(n) FROM m {w}",
+    ],
+)
+def test_block_wise_and_row_wise_aggregation_agree(con, shape):
+    # A condition that every row passes sends the same query down the general path.
+    block_wise = con.execute(shape.format(w="")).fetchall()
+    row_wise = con.execute(shape.format(w="WHERE n > -1000 OR n IS NULL")).fetchall()
+    assert norm(block_wise) == norm(row_wise) and block_wise
