@@ -35,13 +35,19 @@ def small_blocks(raw, threads=0, overlap=True):
 def decoded(monkeypatch):
     """Column ids of every block decoded while the test runs."""
     seen = []
-    original = segment.SegmentReader.read_column
+    as_arrow = segment.SegmentReader.read_column
+    as_numpy = segment.SegmentReader.read_values
 
-    def counting(self, block, col_id, type_, compressor):
+    def counting_arrow(self, block, col_id, type_, compressor):
         seen.append(col_id)
-        return original(self, block, col_id, type_, compressor)
+        return as_arrow(self, block, col_id, type_, compressor)
 
-    monkeypatch.setattr(segment.SegmentReader, "read_column", counting)
+    def counting_numpy(self, block, col_id, dtype):
+        seen.append(col_id)
+        return as_numpy(self, block, col_id, dtype)
+
+    monkeypatch.setattr(segment.SegmentReader, "read_column", counting_arrow)
+    monkeypatch.setattr(segment.SegmentReader, "read_values", counting_numpy)
     return seen
 
 

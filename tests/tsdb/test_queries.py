@@ -464,6 +464,13 @@ def test_aggregates_use_block_statistics_without_decoding_and_stay_exact(raw, mo
         return original(self, block, col_id, type_, compressor)
 
     monkeypatch.setattr(segment.SegmentReader, "read_column", counting)
+    as_numpy = segment.SegmentReader.read_values
+
+    def counting_numpy(self, block, col_id, dtype):
+        decoded.append(col_id)
+        return as_numpy(self, block, col_id, dtype)
+
+    monkeypatch.setattr(segment.SegmentReader, "read_values", counting_numpy)
     lo, hi = T0 + 20 * MINUTE, T0 + 400 * MINUTE
     sql = (
         f"SELECT site, count(*), count(v), sum(n), min(v), max(n), avg(v), spread(v) "

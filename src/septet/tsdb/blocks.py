@@ -27,9 +27,20 @@ from septet.tsdb.segment import (
     BlockMeta,
     SegmentReader,
     col_key,
+    from_numpy_valid,
     to_numpy_valid,
 )
 
+# Arrow types whose blocks decode straight to numpy (timestamps as int64).
+_FIXED = {
+    t: np.dtype(d)
+    for t, d in [
+        (pa.int8(), np.int8), (pa.int16(), np.int16), (pa.int32(), np.int32),
+        (pa.int64(), np.int64), (pa.uint8(), np.uint8), (pa.uint16(), np.uint16),
+        (pa.uint32(), np.uint32), (pa.uint64(), np.uint64), (pa.float32(), np.float32),
+        (pa.float64(), np.float64),
+    ]
+}  # fmt: skip
 _STATS_LOCK = threading.Lock()  # the block cache's accounting, shared by worker threads
 
 
@@ -52,7 +63,8 @@ class Piece:
         return int(self.ts().size)
 
     def values(self, col_id: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """A fixed-width column as numpy: (values with NULLs as 0, validity or None)."""
+        """A fixed-width column as numpy: (values, validity or None); what a NULL slot holds
+        in the values is unspecified."""
         return to_numpy_valid(self.column(col_id))
 
     def stats(self, col_id: int) -> list[Any] | None:
@@ -141,6 +153,11 @@ class BlockPiece(Piece):
     def _whole_column(self, entry: dict, col_id: int) -> pa.Array:
         arr = entry.get((self.index, col_id))
         if arr is None:
+            got = entry.get((self.index, col_id, "np"))
+            if got is not None:  # decoded to numpy already: wrap it, no copy
+                arr = from_numpy_valid(got[0], got[1], self.types[col_id])
+                entry[(self.index, col_id)] = arr
+                return arr
             arr = self.reader.read_column(self.block, col_id, self.types[col_id], self.compressor)
             entry[(self.index, col_id)] = arr
             self._added(arr.nbytes)
@@ -163,9 +180,17 @@ class BlockPiece(Piece):
         key = (self.index, col_id, "np")  # numpy views of the cached Arrow block
         got = entry.get(key)
         if got is None:
-            got = entry[key] = to_numpy_valid(self._whole_column(entry, col_id))
-            if got[1] is not None:
-                self._added(got[0].nbytes + got[1].nbytes)
+            arr = entry.get((self.index, col_id))
+            typ = self.types[col_id]
+            if arr is not None or typ not in _FIXED:
+                got = to_numpy_valid(self._whole_column(entry, col_id))
+                extra = 0 if got[1] is None else got[0].nbytes + got[1].nbytes
+            else:  # decoded straight to numpy: no Arrow array unless one is asked for
+                got = self.reader.read_values(self.block, col_id, _FIXED[typ])
+                extra = got[0].nbytes + (0 if got[1] is None else got[1].nbytes)
+            entry[key] = got
+            if extra:
+                self._added(extra)
         if self.whole:
             return got
         self.ts()

@@ -217,6 +217,17 @@ class SegmentReader:
         off, n = meta[0], meta[1]
         return decode_array(self.view[off : off + n], type_, compressor)
 
+    def read_values(
+        self, block: BlockMeta, col_id: int, dtype: np.dtype
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One fixed-width column of one block as numpy (values, validity or None), without
+        building an Arrow array; all NULL when the block predates the column."""
+        meta = block.cols.get(col_id)
+        if meta is None:
+            return np.zeros(block.rows, dtype), np.zeros(block.rows, dtype=bool)
+        off, n = meta[0], meta[1]
+        return codecs.decode_values(self.view[off : off + n], dtype)
+
     def close(self) -> None:
         self.view.release()
         if isinstance(self.data, mmap.mmap):
