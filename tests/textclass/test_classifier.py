@@ -179,3 +179,39 @@ def test_large_embedding_tables_train_with_a_lazy_sparse_adam(toy_train, toy_dev
     )
     classifier.fit(*toy_train, dev=toy_dev)
     assert classifier.evaluate(*toy_dev)["flat"]["micro_f1"] >= 0.95
+
+
+def test_rare_labels_get_heavier_positives_and_a_prior_bias(toy_train, toy_dev):
+    from septet.errors import ConfigError
+
+    # Keep one label rare: 4 of 160 training documents.
+    texts, labels, rare_kept = [], [], 0
+    for text, labs in zip(*toy_train, strict=True):
+        if "tech--chips" in labs:
+            if rare_kept == 4:
+                continue
+            rare_kept += 1
+        texts.append(text)
+        labels.append(labs)
+    options = {
+        "encoder_params": {"bigram_buckets": 0, "embedding_dim": 16},
+        "epochs": 6,
+        "learning_rate": 0.05,
+        "batch_size": 16,
+        "min_token_count": 1,
+        "num_threads": 1,
+    }
+    weighted = TextClassifier("FastText", positive_weight_power=0.5, **options)
+    weighted.fit(texts, labels, dev=toy_dev)
+    assert weighted.evaluate(*toy_dev)["flat"]["micro_f1"] >= 0.9
+    # The prior bias: before any step, each label's output bias is its frequency's log-odds.
+    untrained = TextClassifier("FastText", **{**options, "max_cpu_seconds": 1e-9})
+    untrained.fit(texts, labels, dev=toy_dev)
+    column = untrained.classes_.index("tech--chips")
+    frequency = (4 + 0.5) / (len(texts) + 1)
+    bias = untrained.model.head.linear.bias.detach()
+    assert float(bias[column].sigmoid()) == pytest.approx(frequency)
+    with pytest.raises(ConfigError, match="applies to the bce loss, not 'focal'"):
+        TextClassifier("FastText", loss="focal", positive_weight_power=0.5, **options).fit(
+            texts, labels, dev=toy_dev
+        )

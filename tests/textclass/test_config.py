@@ -27,6 +27,11 @@ def test_every_key_is_documented():
         ({"train": {"epochs": "ten"}}, r"train\.epochs must be a int"),
         ({"loss": {"focal_gamma": 3.0}}, r"loss\.focal_gamma is set but unused"),
         (
+            {"loss": {"name": "focal", "positive_weight_power": 0.5}},
+            r"loss\.positive_weight_power is set but unused",
+        ),
+        ({"loss": {"positive_weight_power": -1}}, r"loss\.positive_weight_power must be >= 0"),
+        (
             {"hierarchy": {"recursive_penalty": 0.1}},
             r"hierarchy\.recursive_penalty is set but unused",
         ),

@@ -5,6 +5,7 @@ import torch
 
 from septet.errors import ConfigError, NotFoundError
 from septet.textclass.encoders import create_encoder, list_encoders
+from septet.textclass.encoders.base import prior_bias
 from septet.textclass.model import build_model
 
 VOCAB = 50
@@ -84,3 +85,29 @@ def test_wrong_parameter_type_names_the_key():
 
 def test_names_are_case_insensitive():
     assert type(create_encoder("textcnn", VOCAB)).__name__ == "TextCNN"
+
+
+def test_prior_bias_makes_an_untrained_head_predict_label_frequencies():
+    targets = torch.zeros(99, 3)
+    targets[:9, 0] = 1  # 9 of 99 documents (smoothed: 9.5 / 100)
+    targets[:, 1] = 1  # every document
+    bias = prior_bias(targets.numpy())  # label 2: no document at all
+    assert bias.sigmoid().tolist() == pytest.approx([0.095, 0.995, 0.005])
+    softmax = prior_bias(targets.numpy(), softmax=True).softmax(0)
+    assert softmax.tolist() == pytest.approx([9.5 / 109.5, 99.5 / 109.5, 0.5 / 109.5])
+
+
+@pytest.mark.parametrize("name", ["TextCNN", "HMCN"])
+def test_heads_start_from_the_prior_bias(name):
+    torch.manual_seed(0)
+    levels, parents = [1, 1, 2, 2, 2], [-1, -1, 0, 0, 1]
+    model = build_model(name, VOCAB, {"embedding_dim": 16, **SMALL[name]}, levels, parents)
+    bias = torch.tensor([-1.0, -2.0, -3.0, -4.0, -5.0])
+    model.head.init_bias(bias)
+    zero_features = torch.zeros(2, model.encoder.output_dim)
+    if name == "HMCN":  # global and every local output start there
+        torch.testing.assert_close(model.head.global_output.bias, bias)
+        local = torch.cat([out.bias for out in model.head.local_outputs])
+        torch.testing.assert_close(local, bias)
+    else:
+        torch.testing.assert_close(model.head(zero_features), bias.expand(2, 5))

@@ -79,14 +79,37 @@ def test_tuned_thresholds_maximise_each_labels_f1():
     assert tune_thresholds(probs, np.zeros_like(truth), default=0.4) == pytest.approx([0.4, 0.4])
 
 
-def test_rare_labels_share_the_global_threshold():
+def test_rare_labels_share_one_threshold():
     probs = np.array([[0.9, 0.35], [0.7, 0.2], [0.2, 0.1], [0.1, 0.05]])
     truth = np.array([[1, 1], [1, 0], [0, 0], [0, 0]])
     # One threshold for all: p >= 0.35 gets 3 of 3 positives with no false positive.
     assert tune_global_threshold(probs, truth) == pytest.approx(0.35)
     thresholds = tune_thresholds(probs, truth, min_support=2)
-    assert thresholds[1] == pytest.approx(0.35)  # one positive: too rare, global threshold
+    assert thresholds[1] == pytest.approx(0.35)  # one positive: too rare, shared threshold
     assert thresholds[0] == pytest.approx(0.7)  # two positives: its own best (ties go high)
+    # Without any positive among the rare labels, the pool is every label.
+    assert tune_thresholds(probs, truth * [1, 0], min_support=3) == pytest.approx([0.7, 0.7])
+
+
+def test_rare_labels_threshold_is_tuned_on_the_rare_labels_pooled():
+    # Label 0 is frequent and scores high; labels 1 and 2 have one dev positive each and, as
+    # rare labels do, score low. A threshold tuned on every label suits label 0 and never
+    # predicts the rare ones; the rare labels' own pooled threshold finds both.
+    label_0 = [0.9, 0.8, 0.7, 0.6, 0.3, 0.3, 0.3, 0.3]
+    label_1 = [0.2, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05]
+    label_2 = [0.05, 0.15, 0.05, 0.05, 0.05, 0.05, 0.1, 0.05]
+    probs = np.array([label_0, label_1, label_2]).T
+    truth = np.zeros_like(probs, dtype=int)
+    truth[:4, 0] = 1
+    truth[0, 1] = truth[1, 2] = 1
+    everywhere = tune_global_threshold(probs, truth)
+    assert everywhere > 0.2  # the global threshold predicts neither rare label
+    thresholds = tune_thresholds(probs, truth, min_support=2)
+    assert thresholds[1] == thresholds[2] == pytest.approx(0.15)
+    assert decode(probs, thresholds=thresholds)[:, 1:].tolist() == truth[:, 1:].tolist()
+    assert tune_thresholds(probs, truth, min_support=2, default=0.5)[1:] == pytest.approx(
+        [0.5, 0.5]
+    )
 
 
 def test_micro_objective_does_not_predict_a_weak_label_everywhere():

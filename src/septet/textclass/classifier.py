@@ -132,9 +132,9 @@ class TextClassifier:
         import torch
 
         from septet.common.seeding import seed_everything
-        from septet.textclass.encoders.base import encoder_class
+        from septet.textclass.encoders.base import encoder_class, prior_bias
         from septet.textclass.hierarchy import recursive_regularization
-        from septet.textclass.losses import make_loss
+        from septet.textclass.losses import make_loss, positive_weights
         from septet.textclass.model import build_model
         from septet.textclass.trainer import train_model
 
@@ -170,10 +170,20 @@ class TextClassifier:
             self.label_space.levels,
             self._parent_ids(),
         )
+        if train_options.prior_bias:
+            self.model.head.init_bias(
+                prior_bias(train_targets, softmax=loss_options.name == "softmax_ce")
+            )
+        power = loss_options.positive_weight_power
+        if power and loss_options.name != "bce":
+            raise ConfigError(
+                f"positive_weight_power applies to the bce loss, not {loss_options.name!r}"
+            )
         loss_fn = make_loss(
             loss_options.name,
             focal_gamma=loss_options.focal_gamma,
             focal_alpha=loss_options.focal_alpha,
+            pos_weight=positive_weights(train_targets, power) if power else None,
         )
         penalty = None
         weight = self.sections["hierarchy"].recursive_penalty

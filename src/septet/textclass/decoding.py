@@ -40,10 +40,12 @@ def tune_thresholds(
     objective: str = "label",
 ) -> np.ndarray:
     """One threshold per label, the value on ``grid`` that maximises that label's F1 on the
-    given (dev) data. Labels with fewer than ``min_support`` positive documents keep
-    ``default`` (None: the best global threshold, :func:`tune_global_threshold`): a threshold
-    fitted to one or two examples is mostly noise. Ties go to the highest threshold (fewer
-    false positives).
+    given (dev) data. Labels with fewer than ``min_support`` positive documents share one
+    threshold, ``default`` or (None) the one with the best micro-F1 over those rare labels
+    pooled (over all labels when the rare ones have no positive at all): a threshold fitted
+    to one or two examples is mostly noise, and rare labels score lower than frequent ones, so
+    the threshold that suits the frequent labels leaves most rare labels never predicted.
+    Ties go to the highest threshold (fewer false positives).
 
     ``objective="label"`` maximises each label's own F1, which helps macro-F1 but, for a label
     whose scores barely separate, may pick "predict it everywhere" and cost micro-F1 dearly.
@@ -52,11 +54,13 @@ def tune_thresholds(
     if objective not in ("label", "micro"):
         raise ConfigError(f"threshold objective must be label or micro, not {objective!r}")
     grid = GRID if grid is None else grid
-    if default is None:
-        default = tune_global_threshold(probabilities, truth, grid)
     truth = truth.astype(bool)
-    thresholds = np.full(probabilities.shape[1], default, dtype=np.float32)
     support = truth.sum(0)
+    if default is None:
+        rare = support < min_support
+        pooled = rare if truth[:, rare].any() else np.ones_like(rare)
+        default = tune_global_threshold(probabilities[:, pooled], truth[:, pooled], grid)
+    thresholds = np.full(probabilities.shape[1], default, dtype=np.float32)
     if objective == "micro":
         return _tune_for_micro_f1(probabilities, truth, thresholds, support, min_support, grid)
     for label in np.flatnonzero(support >= min_support):
@@ -120,7 +124,9 @@ def decode(
     if method == "argmax":
         predictions[np.arange(n), probabilities.argmax(1)] = 1
         return predictions
-    passed = probabilities >= np.asarray(thresholds, dtype=np.float32)
+    # Both sides in float32 (as tuned thresholds are stored), so a probability equal to
+    # its threshold passes whatever the caller's dtype.
+    passed = probabilities.astype(np.float32, copy=False) >= np.asarray(thresholds, np.float32)
     if method == "top_k":
         if top_k < 1:
             raise ConfigError(f"top_k must be at least 1, not {top_k}")

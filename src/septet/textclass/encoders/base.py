@@ -66,6 +66,28 @@ class LinearHead(nn.Module):
         """The training loss of this head."""
         return loss_fn(self.linear(features), targets)
 
+    @torch.no_grad()
+    def init_bias(self, bias: torch.Tensor) -> None:
+        """Start each label's output bias at ``bias [labels]`` (see :func:`prior_bias`)."""
+        self.linear.bias.copy_(bias)
+
+
+def prior_bias(targets, *, softmax: bool = False) -> torch.Tensor:
+    """Output biases that make an untrained head predict each label's training frequency:
+    the log-odds ``log(p / (1 - p))`` for sigmoid outputs, ``log p`` for a softmax. With
+    hundreds of labels, most of them rare, a zero bias predicts 0.5 everywhere and the first
+    epochs go into pushing every bias down; rare labels, whose own gradient is small, never
+    recover from the shared features learnt meanwhile. Frequencies are smoothed (add 0.5), so
+    a label without training documents gets a finite, very negative bias."""
+    import numpy as np
+
+    targets = np.asarray(targets, dtype=np.float64)
+    p = (targets.sum(0) + 0.5) / (targets.shape[0] + 1.0)
+    if softmax:
+        p = p / p.sum()
+        return torch.from_numpy(np.log(p)).float()
+    return torch.from_numpy(np.log(p) - np.log1p(-p)).float()
+
 
 _REGISTRY: dict[str, type[TextEncoder]] = {}
 

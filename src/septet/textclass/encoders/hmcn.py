@@ -59,6 +59,13 @@ class HMCNHead(nn.Module):
         """The global output's weight rows, one per label."""
         return self.global_output.weight
 
+    @torch.no_grad()
+    def init_bias(self, bias: torch.Tensor) -> None:
+        """Start the global output and each level's local output at these label biases."""
+        self.global_output.bias.copy_(bias)
+        for members, output in zip(self.level_members, self.local_outputs, strict=True):
+            output.bias.copy_(bias[members])
+
     def _logits(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         activation, local = None, torch.zeros(features.shape[0], len(self.parents))
         local = local.to(features.dtype)
