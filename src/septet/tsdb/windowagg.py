@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from septet.tsdb.blocks import Piece
 from septet.tsdb.parallel import map_chunks
+from septet.tsdb.segment import from_numpy_valid
 
 FUNCTIONS = ("COUNT", "SUM", "AVG", "MIN", "MAX", "SPREAD")
 
@@ -280,15 +281,18 @@ def finish(
     count = p.count[cid]
     if name == "COUNT":
         return pa.array(count, pa.int64())
-    empty = count == 0
+    valid = count > 0
     if name == "SUM":
-        return pa.array(p.sum[cid], mask=empty)
+        total = p.sum[cid]
+        return from_numpy_valid(
+            total, valid, pa.float64() if total.dtype.kind == "f" else pa.int64()
+        )
     if name == "AVG":
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = p.sum[cid].astype(np.float64) / np.maximum(count, 1)
-        return pa.array(mean, mask=empty)
+        return from_numpy_valid(mean, valid, pa.float64())
     if name == "SPREAD":
         spread = p.max[cid].astype(np.float64) - p.min[cid].astype(np.float64)
-        return pa.array(spread, mask=empty)
+        return from_numpy_valid(spread, valid, pa.float64())
     values = p.min[cid] if name == "MIN" else p.max[cid]
-    return pa.array(values, type=typ, mask=empty)
+    return from_numpy_valid(values, valid, typ)
