@@ -215,3 +215,16 @@ def test_rare_labels_get_heavier_positives_and_a_prior_bias(toy_train, toy_dev):
         TextClassifier("FastText", loss="focal", positive_weight_power=0.5, **options).fit(
             texts, labels, dev=toy_dev
         )
+
+
+def test_epochs_are_judged_at_their_best_single_threshold(toy_train, toy_dev):
+    from septet.textclass.decoding import tune_global_threshold
+    from septet.textclass.metrics import summary_scores
+
+    classifier = small_cnn(epochs=2, early_stopping=0).fit(*toy_train, dev=toy_dev)
+    dev_probabilities = classifier.predict_proba(toy_dev[0])  # the best epoch's model
+    truth = classifier.label_space.to_matrix(toy_dev[1])
+    threshold = np.float32(tune_global_threshold(dev_probabilities, truth))
+    expected = summary_scores(truth, (dev_probabilities >= threshold).astype(np.int8))
+    best = classifier.training_["history"][classifier.training_["best_epoch"] - 1]
+    assert best["dev_micro_f1"] == pytest.approx(expected["micro_f1"])

@@ -192,10 +192,22 @@ class TextClassifier:
             penalty = lambda model: weight * recursive_regularization(model.output_weight, edges)  # noqa: E731
         self.thresholds = None
 
+        evaluation = self.sections["eval"]
+        tuned = self.multi_label and evaluation.decoding != "argmax" and evaluation.tune_thresholds
+
         def dev_score(probabilities: np.ndarray) -> float:
+            from septet.textclass.decoding import tune_global_threshold
             from septet.textclass.metrics import summary_scores
 
-            return summary_scores(dev_targets, self.decode_probabilities(probabilities))["micro_f1"]
+            if tuned:
+                # Thresholds will be tuned on dev after training, so judge an epoch at its
+                # best single threshold, not at the fixed eval.threshold: a model whose
+                # scores run low (rare labels) or high (positive weights) is otherwise
+                # judged by its calibration rather than its ranking.
+                self.thresholds = np.float32(tune_global_threshold(probabilities, dev_targets))
+            predictions = self.decode_probabilities(probabilities)
+            self.thresholds = None
+            return summary_scores(dev_targets, predictions)["micro_f1"]
 
         result = train_model(
             self.model,
@@ -212,7 +224,6 @@ class TextClassifier:
             fingerprint=self._fingerprint(len(documents), len(dev_documents)),
         )
         self.model.load_state_dict(result.best_state)
-        evaluation = self.sections["eval"]
         if self.multi_label and evaluation.decoding != "argmax" and evaluation.tune_thresholds:
             from septet.textclass.decoding import tune_thresholds
 
