@@ -81,7 +81,7 @@ ARMS = {
         "params": {"embedding_dim": 128, "num_filters": 128},
         "training": {},
         "epochs": 4,
-        "budget": 260,
+        "budget": 280,
     },
     "TextRNN": {
         "params": {"embedding_dim": 128, "hidden_dim": 96, "pooling": "attention"},
@@ -497,11 +497,19 @@ def main(argv: list[str] | None = None) -> None:
     cache = {} if args.fresh or not cache_path.is_file() else json.loads(cache_path.read_text())
 
     def remember(key: str, runs: list[dict]) -> None:
-        # Re-read first: another process of this script may have added runs meanwhile.
-        if cache_path.is_file():
-            cache.update({k: v for k, v in json.loads(cache_path.read_text()).items() if k != key})
-        cache[key] = runs
-        atomic_write_json(cache_path, cache)
+        import fcntl
+
+        # Under a lock, re-read first: another process of this script (one per core) may
+        # have added runs meanwhile.
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = Path(tempfile.gettempdir()) / f"septet-{cache_path.stem}.lock"
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if cache_path.is_file():
+                stored = json.loads(cache_path.read_text())
+                cache.update({k: v for k, v in stored.items() if k != key})
+            cache[key] = runs
+            atomic_write_json(cache_path, cache)
 
     for system in systems:
         for mode in arm_modes(system, modes):
