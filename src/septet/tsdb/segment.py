@@ -74,17 +74,16 @@ def from_numpy_valid(values: np.ndarray, valid: np.ndarray | None, type_: pa.Dat
     """Inverse of :func:`to_numpy_valid`."""
     if valid is not None and valid.all():
         valid = None
-    if valid is not None and (
-        (type_ in _NUMPY_OF and type_ != pa.bool_()) or pa.types.is_timestamp(type_)
-    ):
-        # Arrow's own mask= path is an order of magnitude slower on large arrays: hand it
-        # the values buffer and a validity bitmap.
+    if (type_ in _NUMPY_OF and type_ != pa.bool_()) or pa.types.is_timestamp(type_):
+        # Arrow's own conversion can copy, and its mask= path is an order of magnitude slower
+        # on large arrays: hand it the values buffer (no copy) and a validity bitmap.
         dtype = np.dtype(np.int64) if pa.types.is_timestamp(type_) else _NUMPY_OF[type_]
         data = np.ascontiguousarray(values, dtype=dtype)
-        bits = np.packbits(valid, bitorder="little")
+        if valid is None:
+            return pa.Array.from_buffers(type_, data.size, [None, pa.py_buffer(data)], null_count=0)
+        bits = pa.py_buffer(np.packbits(valid, bitorder="little"))
         nulls = int(data.size - np.count_nonzero(valid))
-        buffers = [pa.py_buffer(bits), pa.py_buffer(data)]
-        return pa.Array.from_buffers(type_, data.size, buffers, null_count=nulls)
+        return pa.Array.from_buffers(type_, data.size, [bits, pa.py_buffer(data)], null_count=nulls)
     if pa.types.is_timestamp(type_):
         mask = None if valid is None else ~valid
         return pa.array(values.astype(np.int64), mask=mask, type=pa.int64()).cast(type_)
