@@ -172,3 +172,21 @@ def test_a_run_is_offered_only_when_it_saves_more_keys_than_it_risks() -> None:
     table["self"] = {")": 0.6, ".": 0.4}
     completer = Completer(tokenizer, BigramScorer(tokenizer, table), beam_size=4)
     assert completer.suggest("x = sorted") == "(self"
+
+
+def test_the_second_likeliest_token_wins_when_its_run_saves_more() -> None:
+    """The likeliest token is "self" (.5 x P(it ends) .9 = .45), then "." (.9): "elf." is
+    worth .45 x .9 x 3 = 1.2 keys; "sorted" (.4 x .9 = .36) then "(" (.9): "orted(" is worth
+    .36 x .9 x 5 = 1.5. Comparing two token candidates finds the better run."""
+    tokenizer = CodeTokenizer.from_merges(MERGES)
+    table = {
+        " ": {"self": 0.5, "sorted": 0.4, "s": 0.1},
+        "self": {".": 0.9, "s": 0.1},
+        "sorted": {"(": 0.9, "e": 0.1},
+        "(": {"\n": 1.0},
+        ".": {"\n": 1.0},
+    }
+    completer = Completer(tokenizer, BigramScorer(tokenizer, table), compare_tokens=1)
+    assert completer.suggest("x = s") == "elf."
+    completer.compare_tokens = 2
+    assert completer.suggest("x = s") == "orted("

@@ -63,7 +63,7 @@ def complete(
     model: Path = typer.Option(None, help="Model folder (default: the shipped model)."),
     limit: int = typer.Option(5),
 ) -> None:
-    """Print ranked completions of the token at the cursor."""
+    """Print ranked completions of the token at the cursor, then the inline suggestion."""
     from septet.autocomplete.completion import load_completer
     from septet.errors import InputError
 
@@ -71,8 +71,10 @@ def complete(
         raise InputError(f"{file} is not a file")
     text = file.read_text(encoding="utf-8")
     text = text if offset is None else text[:offset]
-    for c in load_completer(model).complete(text, limit=limit):
+    completer = load_completer(model)
+    for c in completer.complete(text, limit=limit):
         typer.echo(f"{c.probability:7.2%}  {c.text!r}")
+    typer.echo(f"inline suggestion: {completer.suggest(text)!r}")
 
 
 @app.command()

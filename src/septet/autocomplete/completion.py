@@ -67,6 +67,7 @@ class Completer:
         context_window: int = 384,
         extend_probability: float = 0.2,
         max_extend_tokens: int = 6,
+        compare_tokens: int = 1,
     ):
         self.tokenizer = tokenizer
         self.scorer = scorer
@@ -75,6 +76,7 @@ class Completer:
         self.context_window = context_window
         self.extend_probability = extend_probability
         self.max_extend_tokens = max_extend_tokens
+        self.compare_tokens = compare_tokens  # token candidates whose runs suggest compares
         self._cache = _ContextCache()
         self.context_tokens_fed = 0  # tokens fed for contexts: shows the cache at work
         token_bytes = tokenizer.token_bytes
@@ -275,20 +277,29 @@ class Completer:
         where a Python token ends and the expected number of keys it saves, P(the text
         starts with it) x (its length - 1), is highest: a longer run is offered only when it
         is likely enough to pay for the risk of being wrong."""
-        typed, finished, ends = self._search(text, 0)  # only the best is wanted
+        typed, finished, ends = self._search(text, self.compare_tokens - 1)
         if not finished:
             return ""
-        best = max(finished, key=finished.__getitem__)
-        base = (_decode(best) or typed)[len(typed) :]
-        state, row, logprobs = ends[best]
-        return base + self._extend(typed + base, len(base), state, row, logprobs)
+        ranked = sorted(finished, key=finished.__getitem__, reverse=True)
+        top = finished[ranked[0]]
+        best_text, best_value = "", -math.inf
+        for data in ranked[: self.compare_tokens]:
+            base = (_decode(data) or typed)[len(typed) :]
+            state, row, logprobs = ends[data]
+            more, value = self._extend(typed + base, len(base), state, row, logprobs)
+            value *= math.exp(finished[data] - top)  # P(this token) / P(the likeliest)
+            if value > best_value:
+                best_text, best_value = base + more, value
+        return best_text
 
-    def _extend(self, whole: str, length: int, state: Any, row: int, lp: torch.Tensor) -> str:
+    def _extend(
+        self, whole: str, length: int, state: Any, row: int, lp: torch.Tensor
+    ) -> tuple[str, float]:
         """The continuation of the line after the whole token ending ``whole`` that saves
-        the most keys in expectation (see :meth:`suggest`); ``length``: characters of the
-        suggestion before it."""
+        the most keys in expectation (see :meth:`suggest`), and those keys; ``length``:
+        characters of the suggestion before it."""
         if self.max_extend_tokens <= 0 or self.extend_probability >= 1:
-            return ""
+            return "", length - 1.0
         state = self.scorer.select(state, torch.tensor([row], dtype=torch.long))
         floor = math.log(self.extend_probability)
         data, log_joint = b"", 0.0
@@ -317,7 +328,7 @@ class Completer:
             last_piece = token_text if new_piece else last_piece + token_text
             lp, state = self.scorer.advance(state, torch.tensor([[token]]))
             lp = lp[0]
-        return data[:best_cut].decode()
+        return data[:best_cut].decode(), best_value
 
     @torch.inference_mode()
     def complete_line(self, text: str, max_tokens: int = 48) -> str:
