@@ -24,6 +24,7 @@ median and p99 latency per type, including the HTTP/wire round trip and reading 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -64,6 +65,15 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its reaped children (PostgreSQL's backends)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def threads_cpu_ns(pid: int) -> int:
+    """CPU time of all of a process's threads, in ns (/proc/<pid>/task/*/schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
 
 
 def wait(url: str, auth=None, seconds: float = 60) -> None:
@@ -301,6 +311,7 @@ class Postgres:
         subprocess.run([*self.pg_ctl, "-o", opts, "-w", "start"], check=True, **quiet)
         self.dsn = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
         self.con = psycopg.connect(self.dsn, autocommit=True)
+        self.backend = self.con.execute("SELECT pg_backend_pid()").fetchone()[0]
         if fresh:
             tags = ", ".join(f"{t} TEXT" for t in TAG_NAMES[1:])
             fields = ", ".join(f"{f} DOUBLE PRECISION" for f in CPU_FIELDS)
@@ -333,6 +344,12 @@ class Postgres:
 
         write.close = con.close  # the backend exits: its CPU time goes to the postmaster
         return "copy", write
+
+    def query_cpu_ns(self) -> int:
+        """The query backend's CPU time plus reaped children's (parallel workers), in ns."""
+        children = sum(int(x) for x in Path(f"/proc/{self.pid()}/stat").read_text().rsplit(
+            ")", 1)[1].split()[13:15])  # fmt: skip
+        return threads_cpu_ns(self.backend) + children * 10**9 // os.sysconf("SC_CLK_TCK")
 
     def query(self, p: dict) -> int | None:
         with self.con.cursor() as cur:
@@ -468,6 +485,13 @@ def load(system, data: Path, payloads: Payloads, tags: pa.Table, workers: int):
         system.stop()
 
 
+def query_cpu_ns(system) -> int:
+    """The server's CPU time so far (ns): what a query costs it, whatever the machine's load."""
+    if hasattr(system, "query_cpu_ns"):
+        return system.query_cpu_ns()
+    return threads_cpu_ns(system.pid())
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q, method="higher")) if values else float("nan")
 
@@ -538,6 +562,7 @@ def main() -> None:
                     load(s, data[s.key], payloads, gen.tags(), 1)
             queries = make_queries(gen, end, args.instances + 1, args.seed)
             times: dict[str, dict[str, list[float]]] = {s.key: {} for s in systems}
+            cpu: dict[str, dict[str, list[float]]] = {s.key: {} for s in systems}
             answers: dict[str, dict[str, list]] = {s.key: {} for s in systems}
             for s in systems:
                 s.start(data[s.key], fresh=False)
@@ -547,14 +572,17 @@ def main() -> None:
                     for i, p in enumerate(queries[qt]):
                         k += 1
                         for s in systems[k % len(systems) :] + systems[: k % len(systems)]:
+                            c0 = query_cpu_ns(s)
                             t = time.perf_counter()
                             n = s.query(p)
                             elapsed = time.perf_counter() - t
+                            used = query_cpu_ns(s) - c0
                             if n is None:
                                 continue
                             answers[s.key].setdefault(qt, []).append(n)
                             if i > 0:  # the first instance warms up
                                 times[s.key].setdefault(qt, []).append(elapsed * 1000)
+                                cpu[s.key].setdefault(qt, []).append(used / 1e6)
                     medians = {s.key: round(statistics.median(times[s.key][qt]), 2)
                                for s in systems if times[s.key].get(qt)}  # fmt: skip
                     print(qt, "median ms", medians, flush=True)
@@ -568,6 +596,8 @@ def main() -> None:
                     ms = times[s.key].get(qt)
                     row[f"{s.key} median ms"] = round(statistics.median(ms), 2) if ms else None
                     row[f"{s.key} p99 ms"] = round(percentile(ms, 99), 2) if ms else None
+                    c = cpu[s.key].get(qt)
+                    row[f"{s.key} CPU ms"] = round(statistics.median(c), 2) if c else None
                 # Row counts of the SQL systems must agree (InfluxDB and VictoriaMetrics
                 # answer in series, so theirs are not comparable one to one).
                 sql = [s.key for s in systems if s.key in ("septet", "postgres")]
@@ -612,7 +642,9 @@ QUERY_NOTES = (
     "/api/v1/query_range (TSBS has none for high-cpu, lastpoint and groupby-orderby-limit: "
     "blank); PostgreSQL: SQL over psycopg on a plain table with (hostname, time) and (time) "
     "indexes. Each server was restarted after loading, so nothing is in its memory but what "
-    "it reads back."
+    "it reads back. CPU ms: the median CPU time the server spent on a query (all its threads; "
+    "PostgreSQL: the backend and its parallel workers), which a loaded machine does not inflate "
+    "as it does wall-clock latency."
 )
 
 if __name__ == "__main__":
