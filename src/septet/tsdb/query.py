@@ -480,10 +480,12 @@ def _gather_pieces(
     """(timestamps, columns by name, rows per table) of every table's pieces, in table then
     time order; with ``cond`` (on data columns only), only the rows that satisfy it.
 
-    Columns stay chunked (one chunk per piece): nothing is copied until something needs it.
-    A condition is first checked against each block's min/max, which skips the blocks where
-    no row can satisfy it undecoded; then it is evaluated over the columns it names, and the
-    other columns are decoded only for the pieces that kept rows.
+    Without a condition, columns stay chunked (one chunk per piece): nothing is copied until
+    something needs it. A condition is first checked against each block's min/max, which
+    skips the blocks where no row can satisfy it undecoded; then it is evaluated over the
+    columns it names (plain comparisons with constants in numpy, piece by piece), and the
+    other columns are decoded only for the pieces that kept rows, their passing rows gathered
+    straight into one array per column.
     """
     types = {c.id: arrow_type(c.type, prec) for c in data_cols}
     bounds: list[tuple[int, str, Any]] = []
