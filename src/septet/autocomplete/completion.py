@@ -62,11 +62,11 @@ class Completer:
         tokenizer: CodeTokenizer,
         scorer: Any,
         *,
-        beam_size: int = 8,
+        beam_size: int = 6,
         max_tokens: int = 10,
         context_window: int = 384,
         extend_probability: float = 0.2,
-        max_extend_tokens: int = 6,
+        max_extend_tokens: int = 4,
         compare_tokens: int = 1,
     ):
         self.tokenizer = tokenizer
