@@ -242,3 +242,33 @@ def clip(table: pa.Table, t0: int | None, t1: int | None) -> pa.Table:
     if t1 is not None:
         mask &= ts <= t1
     return table if mask.all() else table.filter(pa.array(mask))
+
+
+def prefetch(pieces: list[Piece], col_ids: list[int], threads: int = 0) -> None:
+    """Decode, on the thread pool, the blocks of ``pieces`` (timestamps and ``col_ids``) that
+    the block cache does not hold yet. Decoding (zstd, numpy's byte shuffles) releases the
+    GIL, so it runs on several cores; what follows, many small numpy calls per block, does
+    not, and runs on the calling thread with every block already decoded."""
+    todo = []
+    for p in pieces:
+        if not isinstance(p, BlockPiece):
+            continue
+        entry = p._entry()
+        need = [c for c in col_ids if (p.index, c, "np") not in entry and (p.index, c) not in entry]
+        if need or (p.index, TS) not in entry:
+            todo.append((p, need))
+    if len(todo) < 2:
+        return
+
+    def decode(chunk: list[tuple[BlockPiece, list[int]]]) -> None:
+        for p, need in chunk:
+            p.ts()
+            for c in need:
+                if p.types[c] in _FIXED:
+                    p.values(c)
+                else:
+                    p.column(c)
+
+    from septet.tsdb.parallel import map_chunks
+
+    map_chunks(decode, todo, threads, min_items=2)

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from septet.tsdb import aggregates as K
 from septet.tsdb import sqlast as A
 from septet.tsdb import windowagg
+from septet.tsdb.blocks import prefetch
 from septet.tsdb.catalog import Column, Database, Table, arrow_type, is_numeric, numpy_dtype
 from septet.tsdb.engine import Engine
 from septet.tsdb.errors import TsdbError
@@ -36,7 +37,6 @@ from septet.tsdb.expressions import (
     to_array,
     walk,
 )
-from septet.tsdb.parallel import map_chunks
 from septet.tsdb.segment import TS, col_key, from_numpy_valid, to_numpy_valid
 
 WINDOW_COLUMNS = ("_wstart", "_wend", "_wduration")
@@ -502,6 +502,7 @@ def _gather_pieces(
         return ts_np, columns, counts
     if all_simple:
         # Plain comparisons with constants: evaluated on each piece's numpy values.
+        prefetch(flat, sorted({cid for cid, _, _ in bounds}), threads)
         picks = [_simple_picks(p, bounds) for p in flat]
     else:
         refs = _refs(cond)
@@ -545,9 +546,8 @@ def _gather_pieces(
             out.append(from_numpy_valid(values, valid, types[c.id]))
         return out
 
-    # Columns on the thread pool: numpy's gathers release the GIL.
-    jobs: list[Column | None] = [None, *data_cols]
-    done = [x for part in map_chunks(gather, jobs, threads, min_items=2) for x in part]
+    prefetch(flat, [c.id for c in data_cols], threads)
+    done = gather([None, *data_cols])
     columns = {c.name: arr for c, arr in zip(data_cols, done[1:], strict=True)}
     return done[0], columns, counts
 
@@ -586,12 +586,10 @@ def _simple_picks(piece: Any, bounds: list[tuple[int, str, Any]]) -> np.ndarray:
 def _piece_columns(
     flat: list[Any], cols: list[Column], types: dict[int, pa.DataType], threads: int
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Timestamps and chunked columns of pieces (decoded on the thread pool)."""
-
-    def decode(chunk):
-        return [(p.ts(), [p.column(c.id) for c in cols]) for p in chunk]
-
-    got = [x for part in map_chunks(decode, flat, threads) for x in part]
+    """Timestamps and chunked columns of pieces (blocks not cached yet are decoded on the
+    thread pool)."""
+    prefetch(flat, [c.id for c in cols], threads)
+    got = [(p.ts(), [p.column(c.id) for c in cols]) for p in flat]
     ts_np = np.concatenate([t for t, _ in got]) if got else np.zeros(0, dtype=np.int64)
     columns: dict[str, Any] = {
         c.name: pa.chunked_array([arrays[j] for _, arrays in got], types[c.id])

@@ -8,7 +8,7 @@ and each column is reduced in place with ``np.<ufunc>.reduceat`` into partial ag
 takes its partials from the block statistics and is not decoded at all. Partials of the
 same (partition, window), from windows that straddle two blocks or from several tables in
 one partition, are then combined (sum the counts and sums, min of mins, max of maxs).
-Tables are spread over a thread pool: the reductions release the GIL.
+Blocks that are not decoded yet are decoded on a thread pool first (blocks.prefetch).
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from septet.tsdb.blocks import Piece
-from septet.tsdb.parallel import map_chunks
+from septet.tsdb.blocks import Piece, prefetch
 from septet.tsdb.segment import from_numpy_valid
 
 FUNCTIONS = ("COUNT", "SUM", "AVG", "MIN", "MAX", "SPREAD")
@@ -229,20 +228,11 @@ def aggregate(
     ``offset``) or None for one window over everything.
     """
     plans = [_Plan.of(cid, need) for cid, need in needs.items()]
-    # Even two tables go to two threads: decoding a block that is not cached yet costs more
-    # than handing work to a thread.
-    parts = map_chunks(
-        lambda chunk: _tables_partials(chunk, wins, plans), tables, threads, min_items=2
-    )
-    if len(parts) == 1:
-        out = parts[0]
-    else:
-        cat = np.concatenate
-        out = Partials(cat([p.pid for p in parts]), cat([p.wid for p in parts]))
-        out.rows = cat([p.rows for p in parts])
-        for d in ("count", "sum", "min", "max"):
-            for cid in getattr(parts[0], d):
-                getattr(out, d)[cid] = cat([getattr(p, d)[cid] for p in parts])
+    # Blocks not decoded yet are decoded on the thread pool; the reductions, many small
+    # numpy calls that hold the GIL, then run here.
+    cut = [p for _, ps in tables for p in ps if _stats_window(p, wins, plans) is None]
+    prefetch(cut, list(needs), threads)
+    out = _tables_partials(tables, wins, plans)
     pid, wid = out.pid, out.wid
     if pid.size < 2:
         return out
