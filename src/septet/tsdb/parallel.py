@@ -1,5 +1,5 @@
-"""A thread pool for query work: numpy's kernels and zstd release the GIL, so decoding and
-aggregating different tables on different threads runs on several cores at once."""
+"""A thread pool for query work: zstd and numpy's large kernels release the GIL, so blocks
+decoded on different threads are decoded on several cores at once."""
 
 from __future__ import annotations
 
