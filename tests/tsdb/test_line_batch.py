@@ -94,11 +94,11 @@ def lines(draw, ts_lo=-(2**62), ts_hi=2**62, optional_ts=True):
 
 
 batches = st.lists(
-    lines() | st.sampled_from(["", "# a comment", "   ", "cpu v=1\r"]), min_size=1, max_size=25
+    lines() | st.sampled_from(["", "# a comment", "   ", "cpu v=1\r"]), min_size=1, max_size=15
 ).map("\n".join)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(batches)
 def test_columnar_path_reads_any_valid_batch_as_the_exact_parser_does(text):
     assert _from_rows(parse_rows(text.encode())) == _from_points(parse_lines(text))
@@ -136,7 +136,7 @@ def _written(text: str, fast: bool):
     return tables
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.lists(lines(T_2020, T_2030, optional_ts=False), min_size=1, max_size=12).map("\n".join))
 def test_columnar_writes_equal_exact_writes(text):
     # Timestamps are given: a missing one is the time of writing, which differs between runs.
