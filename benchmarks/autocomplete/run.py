@@ -161,8 +161,8 @@ def main() -> None:
             "keystrokes_saved": keys.saved,
             "top1": top1 / n_tokens if n_tokens else None,
             "top5": top5 / n_tokens if n_tokens else None,
-            "line_exact_match": exact / max(n_lines, 1),
-            "line_edit_similarity": similar / max(n_lines, 1),
+            "line_exact_match": exact / n_lines if n_lines else None,
+            "line_edit_similarity": similar / n_lines if n_lines else None,
             "latency_median_ms": 1000 * statistics.median(lat),
             "latency_p95_ms": 1000 * lat[int(0.95 * (len(lat) - 1))],
             "cpu_median_ms": 1000 * statistics.median(cpu),
@@ -186,7 +186,8 @@ def main() -> None:
         "keystroke, accepted with one key only when the text goes on with exactly it; the "
         "model systems suggest the rest of the token and then the next tokens of the line "
         "that save the most keys in expectation (Completer.suggest); llama_one_token is the "
-        "same model offering only the rest of the token (the anchor's behaviour). Latency is "
+        "same model offering only the rest of the token (the anchor's behaviour; keystrokes "
+        "and latency only). Latency is "
         "wall time per suggestion on a shared 2-core CPU (other jobs running), one torch "
         "thread; cpu_median_ms / cpu_p95_ms are the CPU time of the same calls (what a call "
         "takes when it has a core to itself); cpu_seconds is the process CPU time of the "
