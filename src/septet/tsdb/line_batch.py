@@ -104,8 +104,30 @@ def _bytes(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return data[int(offsets[0]) :], offsets - offsets[0]
 
 
+# What a head, a name and a tag set come to, kept between batches: the same series arrive
+# in every batch (1,000 hosts: 1,000 heads per 10,000 lines). Cleared when they grow large.
+_CACHE_LIMIT = 200_000
+_heads: dict[str, tuple[str, dict[str, str]] | None] = {}
+_idents: dict[str, str | None] = {}
+_series: dict[tuple, tuple[dict[str, str], str]] = {}
+
+
+def _cached(cache: dict, key: Any, make: Any) -> Any:
+    try:
+        return cache[key]
+    except KeyError:
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        value = cache[key] = make(key)
+        return value
+
+
 def _split_head(head: str) -> tuple[str, dict[str, str]] | None:
     """``measurement,k=v,...`` exactly as line_protocol's plain-line reader splits it."""
+    return _cached(_heads, head, _split_head_now)
+
+
+def _split_head_now(head: str) -> tuple[str, dict[str, str]] | None:
     parts = head.split(",")
     if not parts[0]:
         return None
@@ -361,10 +383,27 @@ def write_rows(connection: Any, database: str, rows: list[Rows], precision: str 
 
 
 def _ident(name: str) -> str:
+    out = _cached(_idents, name, _ident_now)
+    if out is None:
+        raise Fallback(name)
+    return out
+
+
+def _ident_now(name: str) -> str | None:
     try:
         return check_identifier(name, "name")
     except TsdbError:
-        raise Fallback(name) from None
+        return None
+
+
+def _series_of(st_name: str, tags: dict[str, str]) -> tuple[dict[str, str], str]:
+    """A tag set's lower-cased tags and its sub-table's name."""
+
+    def make(key: tuple) -> tuple[dict[str, str], str]:
+        lower = {k.lower(): v for k, v in tags.items()}
+        return lower, subtable_name(st_name, lower)
+
+    return _cached(_series, (st_name, *tags.items()), make)
 
 
 def _columns_of(groups: list[Rows]) -> tuple[dict[str, str], dict[str, None]]:
@@ -383,10 +422,13 @@ def _columns_of(groups: list[Rows]) -> tuple[dict[str, str], dict[str, None]]:
                 raise Fallback("field type clash")
             seen_f.append((first, pos, k))
         _, firsts = np.unique(r.series_index, return_index=True)
-        for s, at in enumerate(firsts):
+        key_sets: dict[tuple, int] = {}  # each tag-key sequence at its first line
+        for s, at in enumerate(firsts.tolist()):
+            keys = tuple(r.series[s])
+            key_sets[keys] = min(key_sets.get(keys, at), at)
+        for keys, at in key_sets.items():
             line = int(r.lines[at])
-            for pos, k in enumerate(r.series[s]):
-                seen_t.append((line, pos, _ident(k)))
+            seen_t += [(line, pos, _ident(k)) for pos, k in enumerate(keys)]
     fields = {k: types[k] for _, _, k in sorted(seen_f)}
     tags = dict.fromkeys(k for _, _, k in sorted(seen_t))
     return fields, tags
@@ -405,10 +447,10 @@ def _table(st_name, groups, fields, tags, now, src_ns, db_ns) -> pa.Table:
             ts = ts // (db_ns // src_ns)
         if r.missing_ts is not None:
             ts = np.where(r.missing_ts, now, ts)
-        lower = [{k.lower(): v for k, v in tags_.items()} for tags_ in r.series]
+        lower, names = zip(*[_series_of(st_name, t) for t in r.series], strict=True)
         idx = pa.array(r.series_index)
         arrays = {
-            "tbname": pa.array([subtable_name(st_name, t) for t in lower], pa.string()).take(idx),
+            "tbname": pa.array(names, pa.string()).take(idx),
             TS_COLUMN: pa.array(ts, pa.int64()),
         }
         for k in tags:
