@@ -242,3 +242,44 @@ def test_block_wise_and_row_wise_aggregation_agree(con, shape):
     block_wise = con.execute(shape.format(w="")).fetchall()
     row_wise = con.execute(shape.format(w="WHERE n > -1000 OR n IS NULL")).fetchall()
     assert norm(block_wise) == norm(row_wise) and block_wise
+
+
+def test_queries_run_safely_beside_writes_flushes_and_compactions():
+    import threading
+
+    c = tsdb.connect(":memory:", max_segments=2, query_threads=4)
+    c.execute("CREATE DATABASE s KEEP 36500 MAXROWS 20")
+    c.execute("USE s")
+    c.execute("CREATE STABLE m (ts TIMESTAMP, v DOUBLE) TAGS (k INT)")
+    rng = np.random.default_rng(5)
+    errors, done = [], threading.Event()
+
+    def write():
+        try:
+            for i in range(40):
+                ts = T0 + rng.choice(2000, size=50, replace=False) * 1000
+                batch = pa.table({"ts": ts, "v": rng.normal(size=50), "tbname": [f"t{i % 4}"] * 50,
+                                  "k": pa.array([i % 4] * 50, pa.int32())})  # fmt: skip
+                c.insert_arrow("m", batch)
+                if i % 5 == 4:
+                    c.flush()  # two segments per partition: every other flush compacts
+        except Exception as exc:  # reported by the test below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reader = c.cursor()
+    while not done.is_set():
+        for sql in (
+            "SELECT _wstart, tbname, count(*), avg(v) FROM m PARTITION BY tbname INTERVAL(1m)",
+            "SELECT ts, v FROM m WHERE v > 1.5",
+            "SELECT count(*), max(v) FROM m",
+        ):
+            reader.execute(sql).fetchall()
+    writer.join()
+    assert not errors, errors
+    total = c.execute("SELECT count(*) FROM m").fetchall()[0][0]
+    per_table = c.execute("SELECT tbname, count(*) FROM m PARTITION BY tbname").fetchall()
+    assert total == sum(n for _, n in per_table) > 0
