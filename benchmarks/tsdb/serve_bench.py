@@ -563,6 +563,7 @@ def main() -> None:
             queries = make_queries(gen, end, args.instances + 1, args.seed)
             times: dict[str, dict[str, list[float]]] = {s.key: {} for s in systems}
             cpu: dict[str, dict[str, list[float]]] = {s.key: {} for s in systems}
+            failed: dict[str, str] = {}
             answers: dict[str, dict[str, list]] = {s.key: {} for s in systems}
             for s in systems:
                 s.start(data[s.key], fresh=False)
@@ -572,11 +573,19 @@ def main() -> None:
                     for i, p in enumerate(queries[qt]):
                         k += 1
                         for s in systems[k % len(systems) :] + systems[: k % len(systems)]:
-                            c0 = query_cpu_ns(s)
-                            t = time.perf_counter()
-                            n = s.query(p)
-                            elapsed = time.perf_counter() - t
-                            used = query_cpu_ns(s) - c0
+                            if s.key in failed:
+                                continue
+                            try:
+                                c0 = query_cpu_ns(s)
+                                t = time.perf_counter()
+                                n = s.query(p)
+                                elapsed = time.perf_counter() - t
+                                used = query_cpu_ns(s) - c0
+                            except (httpx.HTTPError, RuntimeError, OSError) as e:
+                                # A server that fails (or dies) is reported, not the run lost.
+                                failed[s.key] = f"{qt}: {type(e).__name__}: {e}"[:300]
+                                print(f"{s.name} failed: {failed[s.key]}", flush=True)
+                                continue
                             if n is None:
                                 continue
                             answers[s.key].setdefault(qt, []).append(n)
@@ -588,7 +597,8 @@ def main() -> None:
                     print(qt, "median ms", medians, flush=True)
             finally:
                 for s in systems:
-                    s.stop()
+                    with contextlib.suppress(Exception):  # a dead server has nothing to stop
+                        s.stop()
             table, results = [], {}
             for qt in query_types:
                 row = {"query": qt}
@@ -615,9 +625,11 @@ def main() -> None:
                         "instances": args.instances,
                         "queries": results,
                         "answers": answers,
+                        "failed": failed,
                     },
                     {f"TSBS devops queries over each server's API, {label}": table},
-                    notes=QUERY_NOTES.format(n=args.instances),
+                    notes=QUERY_NOTES.format(n=args.instances)
+                    + "".join(f" FAILED: {classes[k].name} at {why}." for k, why in failed.items()),
                 )
     finally:
         shutil.rmtree(work, ignore_errors=True)
