@@ -323,7 +323,7 @@ def main() -> None:
         pre_config = TrainConfig(
             **schedule(args, args.pretrain_steps),
             lr=args.lr,
-            pos_fraction=0.9,  # inside the head, not the empty field of view around it
+            pos_fraction=0.9,  # centred in the brain, not the empty field of view around it
         )
         t0, c0 = time.perf_counter(), cpu_seconds()
         model, pre_result = pretrain(
@@ -426,7 +426,13 @@ def main() -> None:
         results["fit_check"] = fit_rows
         tables["Fit check: trained on all five volumes, scored on each (not held out)"] = fit_rows
         for c in cases:
-            fit_rows.append({"volume": c["case"], "modality": c["modality"]})
+            fit_rows.append(
+                {
+                    "volume": c["case"],
+                    "modality": c["modality"],
+                    f"lesion_voxels_{args.spacing:g}mm": c["lesion_voxels_resampled"],
+                }
+            )
         for arm, (source, config) in arms.items():
             fitted, result, seconds = fine_tune(
                 source, [c["sample"] for c in cases], config, args.seed
@@ -507,7 +513,7 @@ def notes(args: argparse.Namespace, results: dict, *, done: bool) -> str:
 - Voxels {args.spacing:g} mm isotropic; patches {args.patch}³, batch {args.batch}; ResNet-10;
   AdamW, cosine schedule.
 - Pretraining: {pre_steps} steps alternating the two heads (MNI152 tissue, 3 classes;
-  Colin27 AAL, 117 classes), lr {args.lr:g}, crops inside the head 90% of the time.
+  Colin27 AAL, 117 classes), lr {args.lr:g}, crops centred on a brain voxel 90% of the time.
 - Fine-tuning: {args.finetune_steps} steps per arm and fold on the four other volumes,
   crops centred on a lesion voxel {args.pos_fraction:.0%} of the time; loss = cross-entropy +
   soft Dice on logits resized to the patch. Scratch: every layer at lr {args.lr:g}.
@@ -518,6 +524,8 @@ def notes(args: argparse.Namespace, results: dict, *, done: bool) -> str:
   also on the volume's own grid (probabilities resampled back) and with only the largest
   connected component kept. A fold is *learnable* when a volume of the same kind (brain,
   lung) is among its training volumes; breast1 is the only breast volume.
+
+What the numbers mean, with the probes behind the design: docs/med3d.md, section Benchmark.
 """
 
 
