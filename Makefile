@@ -42,6 +42,9 @@ bench: $(VENV)/.installed-dev
 		echo "usage: make bench PART=<part>, one of: $$(ls benchmarks | grep -v results | tr '\n' ' ')" >&2; exit 2; fi
 	bash scripts/install-system-packages.sh bench
 	$(BIN)/python benchmarks/$(PART)/run.py
+	@# a part may add benchmarks beside run.py (tsdb: serve_bench.py, against real servers)
+	@for script in $(wildcard benchmarks/$(PART)/*_bench.py); do \
+		echo "$(BIN)/python $$script"; $(BIN)/python $$script || exit $$?; done
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
