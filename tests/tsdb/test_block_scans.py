@@ -136,6 +136,30 @@ def test_filters_match_duckdb_whatever_blocks_they_skip(raw, cond):
     assert norm(got) == norm(want)
 
 
+@pytest.mark.parametrize("null_block", [0, 1, 2])
+def test_filtered_rows_keep_nulls_that_only_some_blocks_hold(null_block):
+    # Blocks of 4 rows; only one block has NULLs in n and s, so the gathered columns mix
+    # pieces with and without a validity bitmap (before, between and after the others).
+    c = tsdb.connect(":memory:")
+    c.execute("CREATE DATABASE s KEEP 36500 MAXROWS 4")
+    c.execute("USE s")
+    c.execute("CREATE TABLE t (ts TIMESTAMP, v DOUBLE, n INT, b BOOL, s VARCHAR(8))")
+    v = [float(x % 5) for x in range(12)]
+    n: list = list(range(12))
+    s: list = [f"s{x}" for x in range(12)]
+    for k in range(4 * null_block, 4 * null_block + 4, 2):
+        n[k], s[k] = None, None
+    rows = pa.table(
+        {"ts": T0 + np.arange(12) * 1000, "v": v, "n": pa.array(n, pa.int32()),
+         "b": [x % 3 == 0 for x in range(12)], "s": s}
+    )  # fmt: skip
+    c.insert_arrow("t", rows)
+    c.flush()
+    got = c.execute("SELECT ts, v, n, b, s FROM t WHERE v > 1.5").fetchall()
+    want = duck_of(rows).execute("SELECT ts, v, n, b, s FROM raw WHERE v > 1.5").fetchall()
+    assert norm(got) == norm(want) and any(r[2] is None for r in got)
+
+
 def test_filters_skip_the_blocks_whose_min_max_rule_them_out(raw, decoded):
     c = small_blocks(raw, overlap=False)
     assert c.execute("SELECT count(*) FROM m WHERE v > 1000").fetchall() == [(0,)]

@@ -67,6 +67,10 @@ class Piece:
         in the values is unspecified."""
         return to_numpy_valid(self.column(col_id))
 
+    def values_many(self, col_ids: list[int]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """:meth:`values` of several columns."""
+        return [self.values(c) for c in col_ids]
+
     def stats(self, col_id: int) -> list[Any] | None:
         """[count, min, max, sum] of a column over exactly these rows, or None."""
         return None
@@ -196,6 +200,24 @@ class BlockPiece(Piece):
         self.ts()
         x, valid = got
         return x[self.lo : self.hi], None if valid is None else valid[self.lo : self.hi]
+
+    def values_many(self, col_ids: list[int]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        # The gather of a filtered scan asks this once per piece: the lookups that
+        # :meth:`values` repeats per column (cache entry, range) are done once here.
+        entry = self._cached
+        if entry is None:
+            entry = self._entry()
+        index = self.index
+        out = [entry.get((index, c, "np")) for c in col_ids]
+        for k, got in enumerate(out):
+            if got is None:  # not decoded yet: values() decodes it into the cache entry
+                self.values(col_ids[k])
+                out[k] = entry[(index, col_ids[k], "np")]
+        if self.whole:
+            return out
+        self.ts()
+        lo, hi = self.lo, self.hi
+        return [(x[lo:hi], None if v is None else v[lo:hi]) for x, v in out]
 
     def stats(self, col_id: int) -> list[Any] | None:
         if not self.whole:

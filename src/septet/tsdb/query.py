@@ -525,41 +525,50 @@ def _gather_pieces(
     kept = [(p, i) for p, i in zip(flat, picks, strict=True) if i.size]
     flat, picks = [p for p, _ in kept], [i for _, i in kept]
     total = int(hits.sum())
-
-    def gather(cols: list[Column | None]) -> list[Any]:
-        out = []
-        for c in cols:
-            if c is None:  # the timestamps
-                out.append(_gather_numpy([p.ts() for p in flat], picks, np.int64, total))
-                continue
-            dtype = numpy_dtype(c.type)
-            if dtype is None:  # strings: Arrow takes them
-                taken = [p.column(c.id).take(pa.array(i)) for p, i in kept]
-                out.append(pa.chunked_array(taken, types[c.id]))
-                continue
-            got = [p.values(c.id) for p in flat]
-            values = _gather_numpy([x for x, _ in got], picks, dtype, total)
-            valid = None
-            if any(v is not None for _, v in got):
-                full = [np.ones(x.size, bool) if v is None else v for x, v in got]
-                valid = _gather_numpy(full, picks, np.bool_, total)
-            out.append(from_numpy_valid(values, valid, types[c.id]))
-        return out
-
     prefetch(flat, [c.id for c in data_cols], threads)
-    done = gather([None, *data_cols])
-    columns = {c.name: arr for c, arr in zip(data_cols, done[1:], strict=True)}
-    return done[0], columns, counts
+    ts_np, columns = _gather_kept(flat, picks, data_cols, types, total)
+    return ts_np, columns, counts
 
 
-def _gather_numpy(arrays: list[np.ndarray], picks: list[np.ndarray], dtype, total: int):
-    """The ``picks`` positions of each array, concatenated."""
-    out = np.empty(total, dtype)
+def _gather_kept(
+    flat: list[Any],
+    picks: list[np.ndarray],
+    data_cols: list[Column],
+    types: dict[int, pa.DataType],
+    total: int,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """(timestamps, columns by name) of the ``picks`` rows of each piece, concatenated.
+
+    Fixed-width columns are gathered piece by piece, every column of a piece in one go
+    (one Python step per piece instead of one per piece and column), straight into one
+    preallocated array per column; a validity array is made only for a column that has
+    NULLs in some piece. Strings are taken by Arrow.
+    """
+    fixed = [c for c in data_cols if numpy_dtype(c.type) is not None]
+    ids = [c.id for c in fixed]
+    ts_out = np.empty(total, np.int64)
+    outs = [np.empty(total, numpy_dtype(c.type)) for c in fixed]
+    valids: list[np.ndarray | None] = [None] * len(fixed)
     at = 0
-    for a, i in zip(arrays, picks, strict=True):
-        a.take(i, out=out[at : at + i.size], mode="clip")  # "raise" would buffer `out`
-        at += i.size
-    return out
+    for p, i in zip(flat, picks, strict=True):
+        hi = at + i.size
+        # mode="clip": numpy writes straight into ``out`` ("raise" would buffer it).
+        p.ts().take(i, None, ts_out[at:hi], "clip")
+        for k, (x, v) in enumerate(p.values_many(ids)):
+            x.take(i, None, outs[k][at:hi], "clip")
+            if v is not None:
+                if valids[k] is None:
+                    valids[k] = np.ones(total, np.bool_)  # the pieces before had no NULLs
+                v.take(i, None, valids[k][at:hi], "clip")
+        at = hi
+    columns: dict[str, Any] = {}
+    for c, values, valid in zip(fixed, outs, valids, strict=True):
+        columns[c.name] = from_numpy_valid(values, valid, types[c.id])
+    for c in data_cols:
+        if c.name not in columns:  # strings
+            taken = [p.column(c.id).take(pa.array(i)) for p, i in zip(flat, picks, strict=True)]
+            columns[c.name] = pa.chunked_array(taken, types[c.id])
+    return ts_out, {c.name: columns[c.name] for c in data_cols}
 
 
 _NUMPY_COMPARE = {
@@ -574,13 +583,14 @@ _NUMPY_COMPARE = {
 def _simple_picks(piece: Any, bounds: list[tuple[int, str, Any]]) -> np.ndarray:
     """Positions in ``piece`` where every (column, operator, constant) holds (NULL: never)."""
     mask = None
-    for cid, op, v in bounds:
-        x, valid = piece.values(cid)
+    for (_, op, v), (x, valid) in zip(
+        bounds, piece.values_many([b[0] for b in bounds]), strict=True
+    ):
         m = _NUMPY_COMPARE[op](x, v)
         if valid is not None:
             m &= valid
         mask = m if mask is None else mask & m
-    return np.flatnonzero(mask)
+    return mask.nonzero()[0]  # 1-D already: flatnonzero's ravel costs a call per piece
 
 
 def _piece_columns(
@@ -1541,6 +1551,9 @@ def _order_limit(
     per_group_limit: bool,
 ) -> pa.Table:
     names = list(outputs)
+    no_slimit = part is None or (q.slimit is None and not q.soffset)
+    if no_slimit and not (q.order_by or q.limit is not None or q.offset):
+        return pa.table(outputs) if outputs else pa.table({})  # the rows as they are
     n = len(next(iter(outputs.values()))) if outputs else frame.length
     index = np.arange(n)
     if q.order_by:
