@@ -10,6 +10,19 @@ a token must agree with them (start with what is left, or be a prefix of it); af
 token must continue the same piece. A beam ends where the piece ends: its score is the beam's
 log-probability plus that of "the next token starts a new piece", so a candidate's probability
 is that of the whole Python token, ended. Nothing crosses a token or line boundary.
+
+Two things keep a call inside an editor's latency budget:
+
+- work is reused across keystrokes: every beam the search scores is a path of tokens after
+  the context, and its model output (the next-token log-probabilities and the state after it)
+  is kept, keyed by that path, until the context changes. Typing one more character of a rare
+  word re-runs the search (so the candidates are exactly those of a fresh search), but the
+  paths the previous keystroke already scored cost no model call: only the new ones are fed.
+- a budget: once ``time_budget`` seconds have passed since the call began, or
+  ``max_model_calls`` batched model calls were made, no further expansion starts (the first
+  always does, so a context that took the whole budget still gets its likeliest tokens); the
+  search returns the best tokens finished so far (paths already scored still count, they
+  are free) and the suggestion stops running on past the token.
 """
 
 from __future__ import annotations
@@ -17,6 +30,8 @@ from __future__ import annotations
 import bisect
 import math
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +41,7 @@ import torch
 from septet.autocomplete.tokenization import CodeTokenizer, is_one_piece, split_pieces
 
 _WORD = re.compile(r"\w+")
+_MAX_TOKENS_AFTER_CACHE = 8  # more new context tokens than this: feed the window afresh
 _BLANK = re.compile(r"[ \t]+")
 
 
@@ -40,10 +56,33 @@ class Candidate:
 
 @dataclass
 class _Beam:
-    ids: list[int]
+    ids: tuple[int, ...]  # the tokens after the context
     data: bytes
     score: float
-    row: int  # row in the batched state / log-probs
+    state: Any  # a batched state that holds this beam ...
+    row: int  # ... in this row
+    logprobs: torch.Tensor  # (V,) of the token after it
+
+
+@dataclass
+class _Budget:
+    """When a call must stop starting model calls. The first one always runs (if the cap
+    allows any), even when feeding a new context used up the time: a token the first search
+    step can finish is then still offered."""
+
+    deadline: float
+    calls_left: int
+    clock: Callable[[], float]
+    calls_made: int = 0
+
+    def spent(self) -> bool:
+        if self.calls_left <= 0:
+            return True
+        return self.calls_made > 0 and self.clock() >= self.deadline
+
+    def charge(self) -> None:
+        self.calls_left -= 1
+        self.calls_made += 1
 
 
 @dataclass
@@ -68,6 +107,9 @@ class Completer:
         extend_probability: float = 0.2,
         max_extend_tokens: int = 4,
         compare_tokens: int = 1,
+        time_budget: float | None = 0.035,
+        max_model_calls: int | None = 8,
+        clock: Callable[[], float] = time.perf_counter,
     ):
         self.tokenizer = tokenizer
         self.scorer = scorer
@@ -77,8 +119,19 @@ class Completer:
         self.extend_probability = extend_probability
         self.max_extend_tokens = max_extend_tokens
         self.compare_tokens = compare_tokens  # token candidates whose runs suggest compares
+        # A call starts no model call after ``time_budget`` seconds (by ``clock``) or after
+        # ``max_model_calls`` of them; None: no limit.
+        self.time_budget = time_budget
+        self.max_model_calls = max_model_calls
+        self.clock = clock
         self._cache = _ContextCache()
         self.context_tokens_fed = 0  # tokens fed for contexts: shows the cache at work
+        # Paths after the context scored by the last call: {ids: (state, row, log-probs)},
+        # valid while the context is ``_scored_context``.
+        self._scored: dict[tuple[int, ...], tuple[Any, int, torch.Tensor]] = {}
+        self._scored_context: list[int] | None = None
+        self._reusable: dict[tuple[int, ...], tuple[Any, int, torch.Tensor]] = {}
+        self.model_calls = 0  # batched model calls made by searches and runs (not contexts)
         token_bytes = tokenizer.token_bytes
         self._token_bytes = token_bytes
         self._sorted = sorted((b, i) for i, b in enumerate(token_bytes) if b)
@@ -118,7 +171,9 @@ class Completer:
         common = min(common, len(ids) - 1)  # at least one token is fed, to get log-probs
         start, state = 0, None
         if self.scorer.length(cache.state) is not None:  # a decoder cache: cut back in place
-            if common > 0:
+            # (many new tokens after a cache are fed one at a time, see NextTokenScorer:
+            # feeding the whole window afresh is then cheaper)
+            if common > 0 and len(ids) - common <= _MAX_TOKENS_AFTER_CACHE:
                 cache.state.length = common
                 start, state = common, cache.state
         else:  # a recurrent state: go back to the last snapshot inside the common prefix
@@ -182,27 +237,42 @@ class Completer:
             return text, ""
         return before, last
 
+    def _budget(self) -> _Budget:
+        """The budget of a call that starts now."""
+        limit = self.time_budget
+        calls = self.max_model_calls
+        return _Budget(
+            self.clock() + limit if limit is not None else math.inf,
+            calls if calls is not None else 1 << 30,
+            self.clock,
+        )
+
     @torch.inference_mode()
     def complete(self, text: str, limit: int = 5) -> list[Candidate]:
         """Up to ``limit`` ranked completions of the token at the end of ``text``."""
-        typed, finished, _ = self._search(text, limit)
+        typed, finished, _ = self._search(text, limit, self._budget())
         return self._rank(finished, typed.encode("utf-8"), limit)
 
-    def _search(self, text: str, limit: int) -> tuple[str, dict[bytes, float], dict[bytes, Any]]:
+    def _search(
+        self, text: str, limit: int, budget: _Budget
+    ) -> tuple[str, dict[bytes, float], dict[bytes, _Beam]]:
         """The beam search: (typed part of the token, {token bytes: log P(whole token)},
-        {token bytes: (state, row, next-token log-probs) where that token ended})."""
+        {token bytes: the beam where that token ended})."""
         context, typed = self.split(text)
         ctx_ids = self._window(self.tokenizer.encode(context))
         logprobs, state = self._context(ctx_ids)
+        if self._scored_context != self._cache.ids or not hasattr(self.scorer, "gather"):
+            self._scored = {}  # another context (or no way to batch rows of two states)
+        self._scored_context = list(self._cache.ids)
+        self._reusable, self._scored = self._scored, {}
         prefix = typed.encode("utf-8")
         finished: dict[bytes, float] = {}
-        ends: dict[bytes, Any] = {}
-        beams = [_Beam([], b"", 0.0, 0)]
-        all_logprobs = logprobs  # (1, V): the context is one sequence
+        ends: dict[bytes, _Beam] = {}
+        beams = [_Beam((), b"", 0.0, state, 0, logprobs[0])]  # the context is one sequence
         for _ in range(self.max_tokens):
             options: list[tuple[float, _Beam, int]] = []
             for beam in beams:
-                lp = all_logprobs[beam.row]
+                lp = beam.logprobs
                 done = len(beam.data) >= len(prefix)
                 piece = _decode(beam.data) if done else None
                 if done and beam.ids:
@@ -213,7 +283,7 @@ class Completer:
                     end = beam.score + math.log(max(1.0 - p_cont, 1e-12))
                     if end > finished.get(beam.data, -math.inf):
                         finished[beam.data] = end
-                        ends[beam.data] = (state, beam.row, lp)
+                        ends[beam.data] = beam
                     allowed = cont.nonzero().flatten()
                 elif not done:
                     allowed = torch.tensor(
@@ -240,17 +310,48 @@ class Completer:
                 if not options:
                     break
             options.sort(key=lambda o: -o[0])
-            options = options[: self.beam_size]
-            rows = torch.tensor([o[1].row for o in options], dtype=torch.long)
-            ids = torch.tensor([[o[2]] for o in options], dtype=torch.long)
-            # the first step forks the (cached, shared) context state; later ones reorder beams
-            step_state = self.scorer.select(state, rows)
-            all_logprobs, state = self.scorer.advance(step_state, ids)
-            beams = [
-                _Beam([*o[1].ids, o[2]], o[1].data + self._token_bytes[o[2]], o[0], r)
-                for r, o in enumerate(options)
-            ]
+            beams = self._score_paths(options[: self.beam_size], budget)
+            if not beams:
+                break
         return typed, finished, ends
+
+    def _score_paths(self, options: list[tuple[float, _Beam, int]], budget: _Budget) -> list[_Beam]:
+        """The beams ``(score, parent, token)`` with their model output: reused where the
+        last call scored the same path, else from one batched model call, if the budget
+        allows one (beams it cannot score are dropped)."""
+        out: list[_Beam | None] = []
+        missing: list[tuple[int, float, _Beam, int]] = []
+        for score, parent, token in options:
+            path = (*parent.ids, token)
+            hit = self._scored.get(path) or self._reusable.get(path)
+            if hit is not None:
+                self._scored[path] = hit
+                out.append(_Beam(path, parent.data + self._token_bytes[token], score, *hit))
+            else:
+                missing.append((len(out), score, parent, token))
+                out.append(None)
+        if missing and not budget.spent():
+            budget.charge()
+            self.model_calls += 1
+            # rows of the parents, grouped by the batched state that holds them
+            groups: dict[int, tuple[Any, list[tuple[int, float, _Beam, int]]]] = {}
+            for m in missing:
+                groups.setdefault(id(m[2].state), (m[2].state, []))[1].append(m)
+            parts = [
+                (st, torch.tensor([m[2].row for m in ms], dtype=torch.long))
+                for st, ms in groups.values()
+            ]
+            ordered = [m for _, ms in groups.values() for m in ms]
+            # the first step forks the (cached, shared) context state; later ones gather beams
+            state = self.scorer.select(*parts[0]) if len(parts) == 1 else self.scorer.gather(parts)
+            ids = torch.tensor([[m[3]] for m in ordered], dtype=torch.long)
+            logprobs, state = self.scorer.advance(state, ids)
+            for r, (i, score, parent, token) in enumerate(ordered):
+                path = (*parent.ids, token)
+                self._scored[path] = (state, r, logprobs[r])
+                data = parent.data + self._token_bytes[token]
+                out[i] = _Beam(path, data, score, state, r, logprobs[r])
+        return [b for b in out if b is not None]
 
     def _rank(self, finished: dict[bytes, float], prefix: bytes, limit: int) -> list[Candidate]:
         if not finished:
@@ -277,7 +378,8 @@ class Completer:
         where a Python token ends and the expected number of keys it saves, P(the text
         starts with it) x (its length - 1), is highest: a longer run is offered only when it
         is likely enough to pay for the risk of being wrong."""
-        typed, finished, ends = self._search(text, self.compare_tokens - 1)
+        budget = self._budget()
+        typed, finished, ends = self._search(text, self.compare_tokens - 1, budget)
         if not finished:
             return ""
         ranked = sorted(finished, key=finished.__getitem__, reverse=True)
@@ -285,28 +387,24 @@ class Completer:
         best_text, best_value = "", -math.inf
         for data in ranked[: self.compare_tokens]:
             base = (_decode(data) or typed)[len(typed) :]
-            state, row, logprobs = ends[data]
-            more, value = self._extend(typed + base, len(base), state, row, logprobs)
+            more, value = self._extend(typed + base, len(base), ends[data], budget)
             value *= math.exp(finished[data] - top)  # P(this token) / P(the likeliest)
             if value > best_value:
                 best_text, best_value = base + more, value
         return best_text
 
-    def _extend(
-        self, whole: str, length: int, state: Any, row: int, lp: torch.Tensor
-    ) -> tuple[str, float]:
-        """The continuation of the line after the whole token ending ``whole`` that saves
-        the most keys in expectation (see :meth:`suggest`), and those keys; ``length``:
-        characters of the suggestion before it."""
+    def _extend(self, whole: str, length: int, beam: _Beam, budget: _Budget) -> tuple[str, float]:
+        """The continuation of the line after the whole token ending ``whole`` (``beam``)
+        that saves the most keys in expectation (see :meth:`suggest`), and those keys;
+        ``length``: characters of the suggestion before it."""
         if self.max_extend_tokens <= 0 or self.extend_probability >= 1:
             return "", length - 1.0
-        state = self.scorer.select(state, torch.tensor([row], dtype=torch.long))
         floor = math.log(self.extend_probability)
         data, log_joint = b"", 0.0
         best_value, best_cut = length - 1.0, 0
         last_piece = split_pieces(whole)[-1] if whole else ""
         for step in range(self.max_extend_tokens + 1):
-            lp = lp.clone()
+            lp = beam.logprobs.clone()
             lp[self.tokenizer.end_of_file_id] = -math.inf
             token = int(lp.argmax())
             token_text = _decode(self._token_bytes[token])
@@ -326,8 +424,10 @@ class Completer:
                 break
             data += self._token_bytes[token]
             last_piece = token_text if new_piece else last_piece + token_text
-            lp, state = self.scorer.advance(state, torch.tensor([[token]]))
-            lp = lp[0]
+            scored = self._score_paths([(0.0, beam, token)], budget)
+            if not scored:  # out of budget: the best cut so far stands
+                break
+            beam = scored[0]
         return data[:best_cut].decode(), best_value
 
     @torch.inference_mode()

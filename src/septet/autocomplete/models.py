@@ -176,6 +176,13 @@ class NextTokenScorer:
             return torch.log_softmax(logits[:, -1].float(), -1), new_state
         if state is None:
             state = self.model.new_cache(ids.shape[0], ids.shape[1] + 32)
+        elif state.length > 0 and ids.shape[1] > 1:
+            # septet.transformers' attention applies no causal mask to several new tokens
+            # after a non-empty cache (each would see the ones after it), so they are fed
+            # one at a time; a decoding step of one token is exact.
+            for j in range(ids.shape[1]):
+                logprobs, state = self.advance(state, ids[:, j : j + 1])
+            return logprobs, state
         out = self.model(ids, past_key_values=state, use_cache=True, logits_to_keep=1)
         return torch.log_softmax(out.logits[:, -1].float(), -1), out.past_key_values
 
@@ -192,6 +199,25 @@ class NextTokenScorer:
         out.keys = [_gather(k, rows, state.length, room) for k in state.keys]
         out.values = [_gather(v, rows, state.length, room) for v in state.values]
         out.length = state.length
+        return out
+
+    def gather(self, parts: list[tuple[Any, torch.Tensor]]) -> Any:
+        """A new state holding, in order, sequences ``rows`` of each ``(state, rows)``; the
+        states hold sequences of one length (beams of one search step)."""
+        if self.kind == "lstm":
+            picked = [self.select(state, rows) for state, rows in parts]
+            return (torch.cat([h for h, _ in picked], 1), torch.cat([c for _, c in picked], 1))
+        length = parts[0][0].length
+        rows = [r for _, r in parts]
+        out = self.model.new_cache(sum(len(r) for r in rows), 1)
+        layers = len(parts[0][0].keys)
+        out.keys = [
+            _gather_many([s.keys[i] for s, _ in parts], rows, length) for i in range(layers)
+        ]
+        out.values = [
+            _gather_many([s.values[i] for s, _ in parts], rows, length) for i in range(layers)
+        ]
+        out.length = length
         return out
 
     def copy(self, state: Any) -> Any:
@@ -212,4 +238,16 @@ def _gather(store: torch.Tensor, rows: torch.Tensor, length: int, room: int) -> 
         return store.index_select(0, rows)
     out = store.new_empty((len(rows), store.shape[1], room, store.shape[3]))
     out[:, :, :length] = store[:, :, :length].index_select(0, rows)
+    return out
+
+
+def _gather_many(stores: list[torch.Tensor], rows: list[torch.Tensor], length: int) -> torch.Tensor:
+    """Rows ``rows[i]`` of each ``stores[i]`` one after the other, in a (batch, heads, slots,
+    dim) tensor with room for a few more tokens; the first ``length`` slots are copied."""
+    first = stores[0]
+    out = first.new_empty((sum(len(r) for r in rows), first.shape[1], length + 16, first.shape[3]))
+    start = 0
+    for store, picked in zip(stores, rows, strict=True):
+        out[start : start + len(picked), :, :length] = store[:, :, :length].index_select(0, picked)
+        start += len(picked)
     return out

@@ -76,6 +76,10 @@ class NgramScorer:
         """Sequences ``rows`` of ``state``."""
         return None if state is None else [list(state[int(r)]) for r in rows]
 
+    def gather(self, parts: list[tuple[Any, torch.Tensor]]) -> Any:
+        """Sequences ``rows`` of each ``(state, rows)``, one after the other."""
+        return [list(state[int(r)]) for state, rows in parts for r in rows]
+
     def copy(self, state: Any) -> Any:
         """An independent copy."""
         return None if state is None else [list(s) for s in state]
