@@ -37,7 +37,7 @@ from septet.tsdb.expressions import (
     to_array,
     walk,
 )
-from septet.tsdb.segment import TS, col_key, from_numpy_valid, to_numpy_valid
+from septet.tsdb.segment import TS, col_key, empty_numpy, from_numpy_valid, to_numpy_valid
 
 WINDOW_COLUMNS = ("_wstart", "_wend", "_wduration")
 _TS_ALIASES = ("_rowts", "_c0")
@@ -546,8 +546,8 @@ def _gather_kept(
     """
     fixed = [c for c in data_cols if numpy_dtype(c.type) is not None]
     ids = [c.id for c in fixed]
-    ts_out = np.empty(total, np.int64)
-    outs = [np.empty(total, numpy_dtype(c.type)) for c in fixed]
+    ts_out = empty_numpy(total, np.int64)
+    outs = [empty_numpy(total, numpy_dtype(c.type)) for c in fixed]
     valids: list[np.ndarray | None] = [None] * len(fixed)
     at = 0
     for p, i in zip(flat, picks, strict=True):
@@ -558,7 +558,8 @@ def _gather_kept(
             x.take(i, None, outs[k][at:hi], "clip")
             if v is not None:
                 if valids[k] is None:
-                    valids[k] = np.ones(total, np.bool_)  # the pieces before had no NULLs
+                    valids[k] = empty_numpy(total, np.bool_)
+                    valids[k].fill(True)  # the pieces before had no NULLs
                 v.take(i, None, valids[k][at:hi], "clip")
         at = hi
     columns: dict[str, Any] = {}
