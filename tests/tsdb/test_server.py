@@ -125,6 +125,47 @@ def test_users_are_created_changed_dropped_and_read_only(server):
     assert "r3ad" not in text and "taosdata" not in text
 
 
+def test_verified_credentials_are_remembered_until_the_password_changes(tmp_path):
+    import base64
+
+    from septet.tsdb.server import Server
+    from septet.tsdb.users import AuthError
+
+    def basic(name, password):
+        return "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
+
+    server = Server(tmp_path, fsync="off")
+    try:
+        server.users.create("bob", "pw1")
+        old = basic("bob", "pw1")
+        bob = server.authenticate(old)
+        assert server.authenticate(old) is bob  # the second time from the cache
+        server.users.set_read_only("bob", True)  # a privilege change shows at once
+        assert server.authenticate(old).read_only
+        server.users.set_password("bob", "pw2")
+        with pytest.raises(AuthError):
+            server.authenticate(old)  # the cached header no longer lets bob in
+        assert server.authenticate(basic("bob", "pw2")).name == "bob"
+        server.users.drop("bob")
+        with pytest.raises(AuthError):
+            server.authenticate(basic("bob", "pw2"))
+        server.users.create("bob", "pw1")  # a new bob with the first password again
+        assert server.authenticate(old) is not bob
+        with pytest.raises(AuthError):
+            server.authenticate(basic("root", "wrong"))
+    finally:
+        server.close()
+
+
+def test_unknown_endpoints_and_methods(server):
+    r = httpx.get(server.url + "/nope", auth=ROOT)
+    assert r.status_code == 404 and r.json()["code"] != 0
+    r = httpx.get(server.url + "/rest/sql", auth=ROOT)
+    assert r.status_code == 405 and "POST" in r.json()["desc"]
+    r = httpx.post(server.url + "/influxdb/v1/write", content="m v=1", auth=ROOT)
+    assert r.status_code == 400 and "db=" in r.json()["desc"]
+
+
 def test_request_body_limit(tmp_path):
     with ThreadServer(tmp_path, fsync="off", max_body_bytes=1000) as s:
         r = httpx.post(f"{s.url}/rest/sql", content="SELECT 1 " + " " * 2000, auth=ROOT)
