@@ -160,6 +160,26 @@ def test_filtered_rows_keep_nulls_that_only_some_blocks_hold(null_block):
     assert norm(got) == norm(want) and any(r[2] is None for r in got)
 
 
+@pytest.mark.parametrize(("old", "new"), [(100.0, 1.0), (1.0, 100.0)])
+def test_min_max_skipping_never_lets_an_overwritten_row_through(old, new):
+    # Two flushed segments whose blocks hold the same timestamps: the newer block's values
+    # win, whether or not its min/max alone would rule it out of the filter.
+    c = tsdb.connect(":memory:")
+    c.execute("CREATE DATABASE s KEEP 36500 MAXROWS 4")
+    c.execute("USE s")
+    c.execute("CREATE TABLE t (ts TIMESTAMP, v DOUBLE)")
+    ts = T0 + np.arange(8) * 1000
+    c.insert_arrow("t", pa.table({"ts": ts, "v": np.full(8, old)}))
+    c.flush()
+    c.insert_arrow("t", pa.table({"ts": ts[2:6], "v": np.full(4, new)}))
+    c.flush()
+    got = c.execute("SELECT ts, v FROM t WHERE v > 50").fetchall()
+    want = [
+        (int(t), v) for t, v in zip(ts, [old] * 2 + [new] * 4 + [old] * 2, strict=True) if v > 50
+    ]
+    assert norm(got) == norm(want)
+
+
 def test_filters_skip_the_blocks_whose_min_max_rule_them_out(raw, decoded):
     c = small_blocks(raw, overlap=False)
     assert c.execute("SELECT count(*) FROM m WHERE v > 1000").fetchall() == [(0,)]

@@ -226,8 +226,13 @@ class BlockPiece(Piece):
         return [0, None, None, 0] if meta is None else meta[2:6]  # None: all NULL here
 
     def bounds(self, col_id: int) -> list[Any] | None:
-        meta = self.block.cols.get(col_id)
-        return [0, None, None] if meta is None else meta[2:5]
+        return block_bounds(self.block, col_id)
+
+
+def block_bounds(block: BlockMeta, col_id: int) -> list[Any]:
+    """[count, min, max] of a column in a segment block (count 0: all NULL there)."""
+    meta = block.cols.get(col_id)
+    return [0, None, None] if meta is None else meta[2:5]
 
 
 class RowsPiece(Piece):

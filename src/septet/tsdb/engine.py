@@ -26,6 +26,7 @@ import shutil
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,14 @@ from septet.tsdb.catalog import (
     check_identifier,
 )
 from septet.tsdb.errors import TsdbError
-from septet.tsdb.segment import TS, BlockCache, SegmentReader, SegmentWriter, col_key
+from septet.tsdb.segment import (
+    TS,
+    BlockCache,
+    BlockMeta,
+    SegmentReader,
+    SegmentWriter,
+    col_key,
+)
 from septet.tsdb.wal import WriteAheadLog, generations, read_records
 
 MANIFEST = "MANIFEST.json"
@@ -871,9 +879,16 @@ class Engine:
         return self.pieces_many([uid], col_ids, t0, t1)[0]
 
     def pieces_many(
-        self, uids: list[int], col_ids: list[int], t0: int | None = None, t1: int | None = None
+        self,
+        uids: list[int],
+        col_ids: list[int],
+        t0: int | None = None,
+        t1: int | None = None,
+        skip: Callable[[BlockMeta], bool] | None = None,
     ) -> list[list[Piece]]:
-        """:meth:`pieces` of many tables (what they share is looked up once)."""
+        """:meth:`pieces` of many tables (what they share is looked up once); with ``skip``,
+        no piece for a segment block that overlaps no other data and that ``skip`` rules
+        out by its metadata (a filter's min/max test), so none is made for it at all."""
         wanted = [TS] + [col_key(c) for c in col_ids]
         names_of: dict[str, list[SegmentReader]] = {}
         types_of: dict[Any, dict[int, pa.DataType]] = {}
@@ -891,7 +906,7 @@ class Engine:
                 prec = db.options.precision
                 types = {c.id: arrow_type(c.type, prec) for c in db.columns_of(table)}
                 types_of[key] = types
-            out.append(self._pieces(uid, db, readers, types, wanted, col_ids, t0, t1))
+            out.append(self._pieces(uid, db, readers, types, wanted, col_ids, t0, t1, skip))
         return out
 
     def _pieces(
@@ -904,6 +919,7 @@ class Engine:
         col_ids: list[int],
         t0: int | None,
         t1: int | None,
+        skip: Callable[[BlockMeta], bool] | None = None,
     ) -> list[Piece]:
         spans: list[tuple[int, int, int, Any, int]] = []  # lo, hi, age, reader|None, index
         for age, reader in enumerate(readers):
@@ -932,7 +948,10 @@ class Engine:
             if len(cluster) == 1:
                 _, _, _, reader, i = cluster[0]
                 if reader is not None:
-                    out.append(block_piece(reader, i))
+                    # Only a block that overlaps nothing may be skipped: in a cluster, a
+                    # newer block's rows replace older ones even where they fail a filter.
+                    if skip is None or not skip(reader.tables[uid][i]):
+                        out.append(block_piece(reader, i))
                     return
                 if mem.sorted[i]:
                     rows = clip(_select(mem.chunks[i], wanted, db, uid, self), t0, t1)
