@@ -248,6 +248,8 @@ def _load_extensions(engine: Engine) -> None:
 
 
 def _param_count(sql: str) -> int:
+    if "?" not in sql:  # no '?' character at all: no parameter (saves a second tokenizing)
+        return 0
     from septet.tsdb.tokenizer import tokenize
 
     return sum(1 for t in tokenize(sql) if t.kind == "OP" and t.text == "?")
