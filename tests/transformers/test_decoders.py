@@ -243,6 +243,37 @@ def test_cached_decoding_equals_full_recompute(tmp_path):
     assert cache.length == ids.shape[1]
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama", "mistral"])
+def test_several_new_tokens_after_a_cached_past_see_it_causally(family, tmp_path):
+    # No padding and no window: the case where SDPA's own causal flag would be wrong (it
+    # aligns the triangle top-left, hiding the cached past), so chunked prefill and
+    # speculative-style multi-token steps must build the mask themselves.
+    hf_model = {
+        "gpt2": lambda: transformers.GPT2LMHeadModel(
+            transformers.GPT2Config(vocab_size=101, n_embd=48, n_layer=2, n_head=4, n_positions=64)
+        ),
+        "llama": lambda: transformers.LlamaForCausalLM(transformers.LlamaConfig(**SMALL_LLAMA)),
+        "mistral": lambda: transformers.MistralForCausalLM(
+            transformers.MistralConfig(**SMALL_LLAMA, sliding_window=None)
+        ),
+    }[family]()
+    _randomised(hf_model).save_pretrained(tmp_path)
+    model_class = {
+        "gpt2": GPT2LMHeadModel,
+        "llama": LlamaForCausalLM,
+        "mistral": MistralForCausalLM,
+    }[family]
+    model = model_class.from_pretrained(tmp_path).eval()
+    ids = torch.randint(0, 101, (2, 13), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        full = model(ids).logits
+        cache = model.new_cache(2, capacity=16)
+        chunks = [
+            model(ids[:, a:b], past_key_values=cache).logits for a, b in ((0, 4), (4, 9), (9, 13))
+        ]
+    assert (torch.cat(chunks, dim=1) - full).abs().max().item() < TOLERANCE
+
+
 def test_labels_give_the_shifted_cross_entropy_hf_computes(tmp_path):
     hf_model = _randomised(transformers.LlamaForCausalLM(transformers.LlamaConfig(**SMALL_LLAMA)))
     hf_model.save_pretrained(tmp_path)

@@ -91,14 +91,15 @@ def attention_mask_for(
 
     Query i sits at slot ``past_length + i`` and sees slots at or before it that hold real
     tokens (``attention_mask``, 0/1 over all slots) and, with a sliding window, fewer than
-    ``sliding_window`` slots back. Returns None when plain causal attention over everything is
-    right (no padding, no window, a single query or an empty past), so SDPA takes its fastest
-    path; the caller then passes ``is_causal`` for several queries.
+    ``sliding_window`` slots back. Returns None when SDPA needs no mask: no padding, no window,
+    and either a single query (it sees every slot) or an empty past (the caller passes
+    ``is_causal``). Several queries after a cached past need the mask: SDPA's ``is_causal``
+    aligns the triangle to the top-left, which would hide the past from them.
     """
     total = past_length + new_length
     padded = attention_mask is not None and not bool(attention_mask[:, :total].all())
     window_bites = sliding_window is not None and total > sliding_window
-    if not padded and not window_bites:
+    if not padded and not window_bites and (new_length == 1 or past_length == 0):
         return None
     query_slots = torch.arange(past_length, total, device=device)[:, None]
     key_slots = torch.arange(total, device=device)[None, :]
