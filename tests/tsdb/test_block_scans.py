@@ -211,7 +211,14 @@ def test_nan_and_infinity_never_make_a_block_skip_rows_it_holds():
     assert np.isnan(got[0][0]) and np.isnan(got[0][1])  # NaN wins MIN and MAX, as in numpy
 
 
-def test_thread_pool_gives_the_same_answers_as_one_thread(raw):
+def test_thread_pool_gives_the_same_answers_as_one_thread(raw, monkeypatch):
+    from septet.tsdb import blocks, parallel
+
+    # The fixture is small: let the pool decode even a few blocks, and count that it did.
+    monkeypatch.setattr(blocks, "MIN_PARALLEL_DECODES", 2)
+    pooled = []
+    executor = parallel._executor
+    monkeypatch.setattr(parallel, "_executor", lambda n: pooled.append(n) or executor(n))
     one, many = small_blocks(raw, threads=1), small_blocks(raw, threads=4)
     for sql in (
         "SELECT _wstart, tbname, avg(v), max(n), count(*) FROM m PARTITION BY tbname INTERVAL(1h)",
@@ -220,6 +227,7 @@ def test_thread_pool_gives_the_same_answers_as_one_thread(raw):
         "SELECT count(*), spread(v) FROM m",
     ):
         assert one.execute(sql).fetchall() == many.execute(sql).fetchall(), sql
+    assert pooled and set(pooled) == {4}  # the 4-thread connection used the pool
 
 
 def test_pieces_never_overlap_and_the_newest_write_wins(tmp_path):

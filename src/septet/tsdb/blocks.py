@@ -41,6 +41,8 @@ _FIXED = {
         (pa.float64(), np.float64),
     ]
 }  # fmt: skip
+# Fewer block columns than this to decode: not worth the thread pool (~40 us each).
+MIN_PARALLEL_DECODES = 64
 _STATS_LOCK = threading.Lock()  # the block cache's accounting, shared by worker threads
 
 
@@ -284,7 +286,9 @@ def prefetch(pieces: list[Piece], col_ids: list[int], threads: int = 0) -> None:
         need = [c for c in col_ids if (p.index, c, "np") not in entry and (p.index, c) not in entry]
         if need or (p.index, TS) not in entry:
             todo.append((p, need))
-    if len(todo) < 2:
+    # Handing work to the pool costs thread wake-ups and GIL hand-overs (milliseconds on a
+    # busy machine): a few blocks are left to be decoded on the calling thread as it reads.
+    if sum(len(need) + 1 for _, need in todo) < MIN_PARALLEL_DECODES:
         return
 
     def decode(chunk: list[tuple[BlockPiece, list[int]]]) -> None:
