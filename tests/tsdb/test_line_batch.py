@@ -118,14 +118,15 @@ def test_columnar_path_finds_the_same_first_error_in_any_text(text):
         assert _from_rows(parse_rows(text.encode())) == expected
 
 
-def _written(text: str, fast: bool):
+def _written(texts: list[str], fast: bool):
     con = tsdb.connect(":memory:")
     con.execute("CREATE DATABASE db PRECISION 'ns' KEEP 36500")
     try:
-        if fast:
-            write_line_protocol(con, "db", text, "ns")
-        else:
-            write_points(con, "db", parse_lines(text), "ns")
+        for text in texts:
+            if fast:
+                write_line_protocol(con, "db", text, "ns")
+            else:
+                write_points(con, "db", parse_lines(text), "ns")
     except tsdb.TsdbError as e:
         return type(e).__name__, str(e)
     tables = []
@@ -140,7 +141,18 @@ def _written(text: str, fast: bool):
 @given(st.lists(lines(T_2020, T_2030, optional_ts=False), min_size=1, max_size=12).map("\n".join))
 def test_columnar_writes_equal_exact_writes(text):
     # Timestamps are given: a missing one is the time of writing, which differs between runs.
-    assert _written(text, fast=True) == _written(text, fast=False)
+    assert _written([text], fast=True) == _written([text], fast=False)
+
+
+given_lines = st.lists(lines(T_2020, T_2030, optional_ts=False), min_size=1, max_size=8)
+
+
+@settings(max_examples=20, deadline=None)
+@given(given_lines.map("\n".join), given_lines.map("\n".join))
+def test_later_batches_into_existing_and_new_sub_tables_equal_exact_writes(first, second):
+    # A batch whose sub-tables all exist leaves their tags out; one with new sub-tables does not.
+    texts = [first, second, first, second]
+    assert _written(texts, fast=True) == _written(texts, fast=False)
 
 
 def test_large_batch_with_one_bad_line_names_it_and_writes_nothing():

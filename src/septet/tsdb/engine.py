@@ -1069,12 +1069,18 @@ def _encode_insert(batches: list[tuple[int, pa.Table]]) -> bytes:
     """One WAL body for many tables: per schema, the rows as one Arrow IPC stream and the
     (uid, row count) of each table's run in it."""
     groups: dict[str, list[tuple[int, pa.Table]]] = {}
+    key, last = "", None
     for uid, rows in batches:
-        groups.setdefault(rows.schema.to_string(), []).append((uid, rows))
+        schema = rows.schema
+        if last is None or not schema.equals(last, check_metadata=True):  # a run: no new text
+            key, last = schema.to_string(), schema
+        groups.setdefault(key, []).append((uid, rows))
     out = io.BytesIO()
     for members in groups.values():
         sink = pa.BufferOutputStream()
-        table = pa.concat_tables([rows for _, rows in members])
+        # One record batch, not one per table (1,000 sub-tables per line-protocol batch):
+        # half the time to write, and far less to read back after a crash.
+        table = pa.concat_tables([rows for _, rows in members]).combine_chunks()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
         buf = sink.getvalue()

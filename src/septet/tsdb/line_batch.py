@@ -110,6 +110,7 @@ _CACHE_LIMIT = 200_000
 _heads: dict[str, tuple[str, dict[str, str]] | None] = {}
 _idents: dict[str, str | None] = {}
 _series: dict[tuple, tuple[dict[str, str], str]] = {}
+_series_by_id: dict[int, tuple[dict[str, str], str, tuple[dict[str, str], str]]] = {}
 
 
 def _cached(cache: dict, key: Any, make: Any) -> Any:
@@ -375,7 +376,7 @@ def write_rows(connection: Any, database: str, rows: list[Rows], precision: str 
                 raise Fallback("schema")
             plans.append((st_name, groups, fields, tags))
         tables = [
-            (st_name, _table(st_name, groups, fields, tags, now, src_ns, db_ns))
+            (st_name, _table(st_name, groups, fields, tags, now, src_ns, db_ns, db.tables))
             for st_name, groups, fields, tags in plans
         ]
         apply_schema(engine, db, [(st_name, fields, tags) for st_name, _, fields, tags in plans])
@@ -398,12 +399,22 @@ def _ident_now(name: str) -> str | None:
 
 def _series_of(st_name: str, tags: dict[str, str]) -> tuple[dict[str, str], str]:
     """A tag set's lower-cased tags and its sub-table's name."""
+    # The tag dicts of plain lines are _heads' cached ones, the same object for the same head
+    # in every batch: looked up by identity first (the entry holds the dict, so its id is not
+    # reused), which saves hashing every (key, value) pair (1,000 hosts: ~4 ms per batch).
+    hit = _series_by_id.get(id(tags))
+    if hit is not None and hit[0] is tags and hit[1] == st_name:
+        return hit[2]
 
     def make(key: tuple) -> tuple[dict[str, str], str]:
         lower = {k.lower(): v for k, v in tags.items()}
         return lower, subtable_name(st_name, lower)
 
-    return _cached(_series, (st_name, *tags.items()), make)
+    out = _cached(_series, (st_name, *tags.items()), make)
+    if len(_series_by_id) >= _CACHE_LIMIT:
+        _series_by_id.clear()
+    _series_by_id[id(tags)] = (tags, st_name, out)
+    return out
 
 
 def _columns_of(groups: list[Rows]) -> tuple[dict[str, str], dict[str, None]]:
@@ -434,9 +445,18 @@ def _columns_of(groups: list[Rows]) -> tuple[dict[str, str], dict[str, None]]:
     return fields, tags
 
 
-def _table(st_name, groups, fields, tags, now, src_ns, db_ns) -> pa.Table:
+def _table(st_name, groups, fields, tags, now, src_ns, db_ns, existing) -> pa.Table:
+    """The rows of a measurement's groups as one table: tbname, timestamp, tags, fields.
+
+    The tag columns are only read to create new sub-tables (a tag set names its sub-table),
+    so when every sub-table of the batch exists they are left out: with 1,000 hosts a batch
+    touches 1,000 sub-tables, and building their tags cost ~5 ms per 10,000 lines."""
+    series = [[_series_of(st_name, t) for t in r.series] for r in groups]
+    known = [existing.get(name.lower()) for s in series for _, name in s]
+    if all(t is not None and t.stable == st_name for t in known):
+        tags = {}
     parts = []
-    for r in groups:
+    for r, named in zip(groups, series, strict=True):
         ts = r.timestamps
         if src_ns % db_ns == 0:
             f = src_ns // db_ns
@@ -447,7 +467,7 @@ def _table(st_name, groups, fields, tags, now, src_ns, db_ns) -> pa.Table:
             ts = ts // (db_ns // src_ns)
         if r.missing_ts is not None:
             ts = np.where(r.missing_ts, now, ts)
-        lower, names = zip(*[_series_of(st_name, t) for t in r.series], strict=True)
+        lower, names = zip(*named, strict=True)
         idx = pa.array(r.series_index)
         arrays = {
             "tbname": pa.array(names, pa.string()).take(idx),
