@@ -352,16 +352,23 @@ class Session:
         starts = np.concatenate([[0], cuts]).astype(np.int64)
         firsts = order[starts]
         existing = db.tables
-        specs = []
-        for code, row in zip(sorted_codes[starts], firsts, strict=True):
-            tname = enc.dictionary[int(code)].as_py()
+        dictionary = enc.dictionary.to_pylist()
+        tables: list = []
+        specs, new_at = [], []  # sub-tables to create, and where they go in ``tables``
+        for code, row in zip(sorted_codes[starts].tolist(), firsts.tolist(), strict=True):
+            tname = dictionary[code]
             known = existing.get(tname.lower()) if isinstance(tname, str) else None
             if known is not None and known.stable == stable:
-                specs.append((tname, stable, {}))  # exists: its tags are not read again
+                tables.append(known)  # exists: neither its tags nor the catalog are touched
                 continue
-            tags = {t: data.column(lower[t])[int(row)].as_py() for t in tag_names}
+            tags = {t: data.column(lower[t])[row].as_py() for t in tag_names}
             specs.append((tname, stable, tags))
-        tables = self.engine.create_child_tables(db_name, specs, True)
+            new_at.append(len(tables))
+            tables.append(None)
+        if specs:
+            made = self.engine.create_child_tables(db_name, specs, True)
+            for i, t in zip(new_at, made, strict=True):
+                tables[i] = t
         for t in tables:
             if t.stable != stable:
                 raise TsdbError(f"table {t.name!r} is not a sub-table of {stable!r}")
@@ -379,11 +386,13 @@ class Session:
         unordered = np.logical_or.reduceat(step_back, starts)
         per_row = body.nbytes / max(body.num_rows, 1)
         batches, metas = [], []
-        for i, (t, a, b) in enumerate(zip(tables, starts, ends, strict=True)):
-            batches.append((t.uid, body.slice(int(a), int(b - a))))
-            metas.append(
-                RowsMeta(int(lo[i]), int(hi[i]), not bool(unordered[i]), int(per_row * (b - a)))
-            )
+        # Python ints once for all tables (1,000 sub-tables per line-protocol batch).
+        columns = (starts.tolist(), (ends - starts).tolist(), lo.tolist(), hi.tolist())
+        for t, a, n, low, high, unordered_ in zip(
+            tables, *columns, unordered.tolist(), strict=True
+        ):
+            batches.append((t.uid, body.slice(a, n)))
+            metas.append(RowsMeta(low, high, not unordered_, int(per_row * n)))
         return batches, metas
 
     def _Delete(self, s: A.Delete, ctx: Context) -> Result:
