@@ -14,6 +14,16 @@ from septet.autocomplete.tokenization import CodeTokenizer
 
 from .test_completion import MERGES, BigramScorer
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: small batched steps gain nothing from two on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 TABLE = {
     " ": {"self": 0.5, "sorted": 0.3, "s": 0.2},
     "self": {".": 0.9, "s": 0.1},
@@ -165,7 +175,7 @@ def test_the_shipped_model_typing_on_finds_what_a_fresh_search_finds() -> None:
     reusing = load_completer(time_budget=None, max_model_calls=None)
     text = "import os\n\n\ndef main(argv):\n    return os.path.join(argv, STRICT_FRAMEWORK_RE"
     fresh_calls = 0
-    for n in range(text.index("os.path"), len(text) + 1):
+    for n in range(text.index("(argv,"), len(text) + 1):
         typed = text[:n]
         fresh = Completer(reusing.tokenizer, reusing.scorer, time_budget=None, max_model_calls=None)
         want = fresh.complete(typed)
@@ -193,3 +203,20 @@ def test_several_tokens_after_a_cached_context_score_like_a_fresh_feed(kind: str
     after, _ = scorer.advance(state, torch.tensor([[4]]))
     whole, _ = scorer.advance(None, torch.cat([context, torch.tensor([[4]])], 1))
     torch.testing.assert_close(after, whole, atol=1e-4, rtol=1e-4)
+
+
+def test_the_shipped_llama_runs_with_int8_weights_and_ranks_like_the_float_one() -> None:
+    """load_completer's default 8-bit weights: the linear layers are packed, and completions
+    of common code keep the float model's first candidate."""
+    from septet.autocomplete.completion import load_completer
+    from septet.errors import ConfigError
+    from septet.transformers.quantize import PackedLinear
+
+    packed = load_completer(time_budget=None, max_model_calls=None)
+    exact = load_completer(weights="fp32", time_budget=None, max_model_calls=None)
+    assert any(isinstance(m, PackedLinear) for m in packed.scorer.model.modules())
+    assert not any(isinstance(m, PackedLinear) for m in exact.scorer.model.modules())
+    for text in ("import os\nos.pa", "class Point:\n    def __init__(se", "for i in ra"):
+        assert packed.complete(text)[0].text == exact.complete(text)[0].text, text
+    with pytest.raises(ConfigError, match="weights"):
+        load_completer(weights="fp16")
