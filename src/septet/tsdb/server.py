@@ -562,4 +562,12 @@ def serve(directory: str | Path, host: str = "127.0.0.1", port: int = 6041, **kw
     """Serve until SIGINT/SIGTERM, then flush and exit."""
     import uvicorn
 
-    uvicorn.run(create_app(directory, **kw), host=host, port=port, log_level="warning")
+    # No proxy-header rewriting or access log: the app reads neither, and both cost per request.
+    uvicorn.run(
+        create_app(directory, **kw),
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=False,
+        access_log=False,
+    )
