@@ -147,6 +147,11 @@ class Completer:
         self._mask_cache: dict[str, torch.Tensor] = {}
         self._nothing = torch.zeros(vocab, dtype=torch.bool)
 
+    def reset(self) -> None:
+        """Forget the cached context and scored beams (another buffer starts)."""
+        self._cache = _ContextCache()
+        self._scored, self._reusable, self._scored_context = {}, {}, None
+
     # -- context ---------------------------------------------------------------------------
     def _window(self, ids: list[int]) -> list[int]:
         """The last tokens of the context; the start moves in half-window jumps so that the
