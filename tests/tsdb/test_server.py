@@ -214,3 +214,5 @@ def test_large_results_are_written_column_by_column_as_the_row_writer_would(unit
         }
     )
     assert json.loads(rest_json(Result(table, 0))) == rest_body(Result(table, 0))
+    narrow = table.select(["ts", "v"]).slice(0, 300)  # 300 rows x 2: columnar too
+    assert json.loads(rest_json(Result(narrow, 0))) == rest_body(Result(narrow, 0))

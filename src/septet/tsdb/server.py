@@ -245,9 +245,11 @@ def rest_body(result: Result) -> dict[str, Any]:
 
 def rest_json(result: Result) -> bytes:
     """rest_body's JSON text; a large table is formatted a column at a time by arrow, not
-    value by value (high-cpu-all over REST: tens of thousands of rows)."""
+    value by value (high-cpu-all over REST: tens of thousands of rows). Arrow's way has a
+    fixed cost of ~15 compute calls, the row way costs per row (a timestamp is ~1 us of
+    Python): measured, they break even near 200 rows of a timestamp and a value."""
     table = result.table
-    if table is None or table.num_rows * table.num_columns < 2048:
+    if table is None or (table.num_rows < 256 and table.num_rows * table.num_columns < 2048):
         return _dumps(rest_body(result))
     meta, texts = [], []
     for field, col in zip(table.schema, table.columns, strict=True):
