@@ -171,9 +171,10 @@ def test_large_batch_with_one_bad_line_names_it_and_writes_nothing():
 
 
 def test_many_batches_into_the_same_sub_tables_keep_the_last_row_written_per_timestamp():
-    # More batches than the memtable keeps per table before merging them: first in time order
-    # (merged by concatenation), then out of order and rewriting earlier timestamps (merged by
-    # sorting); every (host, timestamp) reads back as the last value written for it.
+    # More batches than the memtable keeps per table before merging them (at the 33rd, 65th
+    # and 97th): in time order with one schema, in time order across a new field, then out of
+    # order and rewriting earlier timestamps; every (host, timestamp) reads back as the last
+    # value written for it.
     import datetime as dt
     import random
 
@@ -185,13 +186,15 @@ def test_many_batches_into_the_same_sub_tables_keep_the_last_row_written_per_tim
     for b in range(97):  # a table's chunks are merged at its 33rd: the last batch merges
         lines = []
         for host in ("a", "b", "c"):
-            stamps = range(5 * b, 5 * b + 5) if b < 45 else rng.sample(range(300), 5)
+            stamps = range(5 * b, 5 * b + 5) if b < 70 else rng.sample(range(400), 5)
             for t in stamps:
                 v = rng.random()
                 stamp = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=base + t)  # UTC
                 expected[(host, stamp)] = v
-                lines.append(f"m,host={host} v={v!r} {base + t}")
-        rng.shuffle(lines)
+                extra = ",w=1i" if b >= 40 else ""  # a new field: ALTER between the batches
+                lines.append(f"m,host={host} v={v!r}{extra} {base + t}")
+        if b >= 70:
+            rng.shuffle(lines)
         write_line_protocol(con, "db", "\n".join(lines), "ms")
     rows = con.execute("SELECT host, _ts, v FROM db.m").fetchall()
     got = {(host, ts): v for host, ts, v in rows}
