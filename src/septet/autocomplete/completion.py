@@ -42,7 +42,6 @@ from septet.autocomplete.tokenization import CodeTokenizer, is_one_piece, split_
 from septet.errors import ConfigError
 
 _WORD = re.compile(r"\w+")
-_MAX_TOKENS_AFTER_CACHE = 8  # more new context tokens than this: feed the window afresh
 _BLANK = re.compile(r"[ \t]+")
 
 
@@ -177,9 +176,7 @@ class Completer:
         common = min(common, len(ids) - 1)  # at least one token is fed, to get log-probs
         start, state = 0, None
         if self.scorer.length(cache.state) is not None:  # a decoder cache: cut back in place
-            # (many new tokens after a cache are fed one at a time, see NextTokenScorer:
-            # feeding the whole window afresh is then cheaper)
-            if common > 0 and len(ids) - common <= _MAX_TOKENS_AFTER_CACHE:
+            if common > 0:
                 cache.state.length = common
                 start, state = common, cache.state
         else:  # a recurrent state: go back to the last snapshot inside the common prefix

@@ -176,13 +176,6 @@ class NextTokenScorer:
             return torch.log_softmax(logits[:, -1].float(), -1), new_state
         if state is None:
             state = self.model.new_cache(ids.shape[0], ids.shape[1] + 32)
-        elif state.length > 0 and ids.shape[1] > 1:
-            # septet.transformers' attention applies no causal mask to several new tokens
-            # after a non-empty cache (each would see the ones after it), so they are fed
-            # one at a time; a decoding step of one token is exact.
-            for j in range(ids.shape[1]):
-                logprobs, state = self.advance(state, ids[:, j : j + 1])
-            return logprobs, state
         out = self.model(ids, past_key_values=state, use_cache=True, logits_to_keep=1)
         return torch.log_softmax(out.logits[:, -1].float(), -1), out.past_key_values
 
