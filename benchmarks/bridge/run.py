@@ -19,6 +19,7 @@ Run: make bench PART=bridge  (or python benchmarks/bridge/run.py [--quick])
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import statistics
@@ -185,12 +186,8 @@ def crossing_seconds(fn: Callable[[Any], Any], x: Any, *, repeat: int, copies: b
     totals = []
     for _ in range(repeat):
         gc.disable()
-        if copies:
-            with numpy_copies(), timed_conversions() as timer:
-                block(fn(x))
-        else:
-            with timed_conversions() as timer:
-                block(fn(x))
+        with numpy_copies() if copies else contextlib.nullcontext(), timed_conversions() as timer:
+            block(fn(x))
         gc.enable()
         totals.append(timer.total)
     return statistics.median(totals)

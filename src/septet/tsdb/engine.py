@@ -250,6 +250,15 @@ class Engine:
             raise TsdbError(f"no table with uid {uid}")
         return table
 
+    def extension(self, name: str, make: Any) -> Any:
+        """The engine's ``name`` extension (streams, topics), made by ``make(engine)`` on first
+        use; one per engine even when several connections ask at once."""
+        with self.lock:
+            ext = self.extensions.get(name)
+            if ext is None:
+                ext = self.extensions[name] = make(self)
+            return ext
+
     def close(self) -> None:
         """Flush the memtable and release files."""
         with self.lock:

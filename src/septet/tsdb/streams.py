@@ -197,8 +197,4 @@ class Streams:
 
 def streams_of(engine: Engine) -> Streams:
     """The engine's stream manager, created (and its streams loaded) on first use."""
-    with engine.lock:
-        s = engine.extensions.get("streams")
-        if s is None:
-            s = engine.extensions["streams"] = Streams(engine)
-        return s
+    return engine.extension("streams", Streams)

@@ -223,11 +223,7 @@ class Topics:
 
 def topics_of(engine: Engine) -> Topics:
     """The engine's topics, created (and loaded from the directory) on first use."""
-    with engine.lock:
-        t = engine.extensions.get("topics")
-        if t is None:
-            t = engine.extensions["topics"] = Topics(engine)
-        return t
+    return engine.extension("topics", Topics)
 
 
 class Consumer:
