@@ -35,6 +35,9 @@ HELD_OUT = [
     "yaml/constructor.py",
     "cloudpickle/cloudpickle.py",
 ]
+# Folders a training corpus must leave out (scripts/train-autocomplete-gpu.sh passes them as
+# --exclude): the held-out packages, under any name they are installed or vendored as.
+HELD_OUT_PACKAGES = sorted({path.split("/")[0] for path in HELD_OUT} | {"attrs", "_yaml"})
 
 
 def held_out_texts(files: int, chars: int) -> list[tuple[str, str]]:

@@ -99,3 +99,99 @@ def test_bad_corpus_is_a_clear_error(tmp_path: Path) -> None:
         read_corpus(tmp_path / "missing")
     with pytest.raises(InputError, match=r"no readable \.py files"):
         read_corpus(tmp_path)
+
+
+def test_corpus_folders_exclusions_and_package_cap(tmp_path: Path) -> None:
+    """Several roots are read as one corpus; an excluded folder is left out at any depth
+    (also where another package vendors it); each top-level package contributes at most the
+    cap (whole files in sorted order), loose modules are never capped."""
+    stdlib, site = tmp_path / "lib", tmp_path / "site"
+    for folder, files in {
+        stdlib: {"os_like.py": "import sys\n"},
+        site: {
+            "six.py": "x = 1\n" * 50,  # a loose module: not capped
+            "big/a.py": "a = 1\n" * 10,  # 60 bytes
+            "big/b.py": "b = 2\n" * 10,  # 60 bytes: reaches the cap of 100 (whole file)
+            "big/c.py": "c = 3\n" * 10,  # over the cap: left out
+            "rich/text.py": "held = 'out'\n",
+            "pip/_vendor/rich/console.py": "vendored = 'held out'\n",
+            "pip/ok.py": "fine = True\n",
+        },
+    }.items():
+        for name, text in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
+    files = read_corpus([stdlib, site], exclude_dirs=["rich"], max_bytes_per_package=100)
+    names = sorted(str(f.path.relative_to(tmp_path)) for f in files)
+    assert names == [
+        "lib/os_like.py",
+        "site/big/a.py",
+        "site/big/b.py",
+        "site/pip/ok.py",
+        "site/six.py",
+    ]
+    assert len(read_corpus([stdlib, site])) == 8
+    with pytest.raises(InputError, match="max_bytes_per_package"):
+        read_corpus(site, max_bytes_per_package=0)
+
+
+def test_windows_are_reshuffled_every_epoch_and_replayed_from_the_generator() -> None:
+    import torch
+
+    from septet.autocomplete.training import ShuffledWindows
+
+    windows = torch.arange(10 * 3, dtype=torch.int32).view(10, 3)
+    data = ShuffledWindows(windows, batch_size=4, seed=0)
+    assert len(data) == 3
+    first = list(data)
+    state = data.generator.get_state()
+    second = list(data)
+    assert [b.shape[0] for b in first] == [4, 4, 2] and first[0].dtype == torch.long
+    for epoch in (first, second):  # every window exactly once per epoch
+        assert sorted(torch.cat(epoch)[:, 0].tolist()) == list(range(0, 30, 3))
+    assert not all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    data.generator.set_state(state)  # what a resumed run does at an epoch's start
+    assert all(torch.equal(a, b) for a, b in zip(list(data), second, strict=True))
+
+
+def test_schedule_is_fitted_to_the_time_allowed() -> None:
+    from septet.autocomplete.training import steps_that_fit
+
+    # 100 s allowed, 10 kept for the end, 20 used: 70 s left at 0.5 s a step = 140 more
+    assert (
+        steps_that_fit(
+            50, seconds_per_step=0.5, seconds_used=20, seconds_allowed=100, max_steps=10_000
+        )
+        == 190
+    )
+    assert (
+        steps_that_fit(  # the reserve is at most 30 s
+            50, seconds_per_step=1.0, seconds_used=0, seconds_allowed=1000, max_steps=10_000
+        )
+        == 1020
+    )
+    assert (
+        steps_that_fit(
+            50, seconds_per_step=0.5, seconds_used=20, seconds_allowed=100, max_steps=120
+        )
+        == 120
+    )
+    assert (
+        steps_that_fit(  # out of time: stop after the next step
+            50, seconds_per_step=0.5, seconds_used=99, seconds_allowed=100, max_steps=10_000
+        )
+        == 51
+    )
+
+
+def test_model_sizes_fit_the_package_and_unknown_sizes_are_errors() -> None:
+    from septet.autocomplete.models import MODEL_SIZES, build_model
+
+    for kind, sizes in MODEL_SIZES.items():
+        for size in sizes:
+            model = build_model(kind, 4096, size)
+            assert 2 * sum(p.numel() for p in model.parameters()) <= 20e6  # float16 bytes
+    with pytest.raises(ConfigError, match="no size 'huge'; use one of tiny, small, medium"):
+        build_model("llama", 4096, "huge")
+    with pytest.raises(ConfigError, match="not one of lstm, llama"):
+        build_model("gru", 4096)

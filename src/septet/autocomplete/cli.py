@@ -12,9 +12,17 @@ app = typer.Typer(no_args_is_help=True, help="Neural Python code completion.")
 @app.command()
 def train(
     out: Path = typer.Option(..., "--out", help="Folder for the tokenizer, model and curves."),
-    corpus: Path = typer.Option(None, "--corpus", help="Folder of .py files (default: stdlib)."),
+    corpus: list[Path] = typer.Option(
+        None, "--corpus", help="Folder of .py files; repeat for several (default: stdlib)."
+    ),
+    exclude: list[str] = typer.Option(
+        None, "--exclude", help="Leave out folders of this name at any depth; repeatable."
+    ),
+    max_package_mb: float = typer.Option(
+        None, help="Cap what each top-level package of a corpus folder contributes (MB)."
+    ),
     kind: str = typer.Option("lstm", help="lstm or llama."),
-    size: str = typer.Option("small", help="tiny or small."),
+    size: str = typer.Option("small", help="tiny, small or (llama) medium."),
     vocab_size: int = typer.Option(4096),
     seq_len: int = typer.Option(128),
     batch_size: int = typer.Option(16),
@@ -27,6 +35,7 @@ def train(
         None, help="Start from this trained model folder (its tokenizer and weights)."
     ),
     eval_every: int = typer.Option(100, help="Validate (and keep the best) every N steps."),
+    device: str = typer.Option("auto", help="cpu, cuda, mps or auto (the best available)."),
 ) -> None:
     """Train a model on Python source (deduplicated, split by file)."""
     import json
@@ -50,9 +59,12 @@ def train(
         eval_every=eval_every,
         checkpoint_every=eval_every,
         init_from=None if init_from is None else str(init_from),
+        device=device,
+        exclude_dirs=list(exclude or []),
+        max_bytes_per_package=None if max_package_mb is None else int(max_package_mb * 1e6),
     )
     command = "septet autocomplete train " + " ".join(sys.argv[3:])
-    summary = train_autocomplete(out, corpus, config, resume=resume, command=command)
+    summary = train_autocomplete(out, corpus or None, config, resume=resume, command=command)
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "config"}))
 
 

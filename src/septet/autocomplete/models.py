@@ -24,6 +24,12 @@ from torch import nn
 from septet.errors import CheckpointError, ConfigError, NotFoundError
 
 MODEL_KINDS = ("lstm", "llama")
+# kind -> size -> LSTM (embedding, hidden, layers) or Llama (hidden, layers, heads). "medium"
+# (8.7M parameters, 17 MB in float16) is the largest that keeps the package under 20 MB.
+MODEL_SIZES: dict[str, dict[str, tuple[int, int, int]]] = {
+    "lstm": {"tiny": (64, 96, 1), "small": (256, 512, 2)},
+    "llama": {"tiny": (64, 2, 2), "small": (256, 4, 4), "medium": (320, 6, 5)},
+}
 KIND_FILE = "autocomplete.json"
 
 
@@ -75,13 +81,18 @@ class LSTMLanguageModel(nn.Module):
 
 def build_model(kind: str, vocab_size: int, size: str = "small") -> nn.Module:
     """A fresh model of ``kind`` ("lstm" or "llama") for a vocabulary of ``vocab_size``."""
+    sizes = MODEL_SIZES.get(kind)
+    if sizes is None:
+        raise ConfigError(f"model kind {kind!r} is not one of {', '.join(MODEL_KINDS)}")
+    if size not in sizes:
+        raise ConfigError(f"a {kind} model has no size {size!r}; use one of {', '.join(sizes)}")
     if kind == "lstm":
-        dims = {"tiny": (64, 96, 1), "small": (256, 512, 2)}[size]
+        dims = sizes[size]
         return LSTMLanguageModel(LSTMConfig(vocab_size, dims[0], dims[1], dims[2]))
     if kind == "llama":
         from septet.transformers import LlamaConfig, LlamaForCausalLM
 
-        hidden, layers, heads = {"tiny": (64, 2, 2), "small": (256, 4, 4)}[size]
+        hidden, layers, heads = sizes[size]
         config = LlamaConfig(
             vocab_size=vocab_size,
             hidden_size=hidden,
