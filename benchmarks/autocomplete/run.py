@@ -91,6 +91,15 @@ def main() -> None:
     parser.add_argument("--chars", type=int, default=800, help="characters typed per file")
     parser.add_argument("--lines", type=int, default=12, help="line cases per file")
     parser.add_argument("--ngram-bytes", type=int, default=3_000_000)
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also run the trained model folder DIR as system NAME (as shipped: int8, budget)",
+    )
+    parser.add_argument("--systems", help="run only these systems (comma-separated names)")
+    parser.add_argument("--no-save", action="store_true", help="print rows, write no results")
     args = parser.parse_args()
 
     import torch
@@ -127,6 +136,11 @@ def main() -> None:
         systems[float_model] = load_completer(
             llama_dir, weights="fp32", time_budget=None, max_model_calls=None
         )
+    for spec in args.model:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not Path(folder).is_dir():
+            parser.error(f"--model {spec!r}: give NAME=DIR with DIR a trained model folder")
+        systems[name] = load_completer(folder)
     tokenizer = any_completer.tokenizer
     train, _ = split_by_file(read_corpus(stdlib_dir()), 0.05)
     sample, total = [], 0
@@ -138,6 +152,12 @@ def main() -> None:
     ngram = NgramScorer(tokenizer.vocab_size, n=4).fit(tokenizer.encode_batch(sample))
     systems["ngram"] = Completer(tokenizer, ngram)
     systems["jedi"] = None
+    if args.systems:
+        wanted = args.systems.split(",")
+        unknown = sorted(set(wanted) - set(systems))
+        if unknown:
+            parser.error(f"unknown systems {unknown}; known: {', '.join(systems)}")
+        systems = {name: systems[name] for name in wanted}
 
     rows, results = [], {}
     for name, completer in systems.items():
@@ -162,8 +182,9 @@ def main() -> None:
             exact += scores.exact_match * scores.lines
             similar += scores.edit_similarity * scores.lines
             n_lines += scores.lines
-            if completer is not None:
-                a1, a5, n = next_token_accuracy(completer.scorer, tokenizer.encode(text))
+            if completer is not None:  # each model with its own tokenizer
+                ids = completer.tokenizer.encode(text)
+                a1, a5, n = next_token_accuracy(completer.scorer, ids)
                 top1, top5, n_tokens = top1 + a1 * n, top5 + a5 * n, n_tokens + n
         lat, cpu = sorted(latencies), sorted(cpu_times)
         row = {
@@ -206,7 +227,8 @@ def main() -> None:
         "takes when it has a core to itself); cpu_seconds is the process CPU time of the "
         "system's whole row."
     )
-    write_benchmark_results("autocomplete", results, {"Keystroke simulator": rows}, notes=notes)
+    if not args.no_save:
+        write_benchmark_results("autocomplete", results, {"Keystroke simulator": rows}, notes=notes)
 
 
 if __name__ == "__main__":
