@@ -9,7 +9,7 @@ from pathlib import Path
 
 import uvicorn
 
-from septet.tsdb.server import create_app
+from septet.tsdb.server import uvicorn_config
 
 
 def free_port() -> int:
@@ -23,10 +23,8 @@ class ThreadServer:
         self.directory = Path(directory)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            create_app(directory, **kw), host="127.0.0.1", port=self.port, log_level="warning"
-        )
-        self.server = uvicorn.Server(config)
+        # The settings `septet tsdb serve` runs with (keep-alive and all).
+        self.server = uvicorn.Server(uvicorn_config(directory, "127.0.0.1", self.port, **kw))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ThreadServer:

@@ -45,11 +45,12 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(6041, help="TCP port (TDengine's REST port is 6041)."),
     fsync: str = typer.Option("always", help="WAL fsync policy: always, periodic or off."),
+    keep_alive: int = typer.Option(600, help="Seconds an idle keep-alive connection stays open."),
 ) -> None:
     """Serve DIR over HTTP: TDengine REST (/rest/sql), InfluxDB and OpenTSDB writes."""
     from septet.tsdb.server import serve as run
 
-    run(data, host=host, port=port, fsync=fsync)
+    run(data, host=host, port=port, fsync=fsync, keep_alive_s=keep_alive)
 
 
 @app.command()

@@ -31,7 +31,7 @@ from septet.tsdb.connection import Connection
 from septet.tsdb.engine import Engine
 from septet.tsdb.errors import SqlError, TsdbError
 from septet.tsdb.executor import Result, Session
-from septet.tsdb.parser import parse
+from septet.tsdb.statement_cache import StatementCache
 from septet.tsdb.users import AuthError, PermissionDenied, User, Users
 
 _log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class Server:
         self.started = time.time()
         self.requests = 0
         self._verified_headers: dict[str, User] = {}
+        self.statements = StatementCache()  # SELECTs that differ only in literals: parsed once
 
     def close(self) -> None:
         """Flush the memtable to segment files and close the WAL."""
@@ -107,7 +108,7 @@ class Server:
         """Run statements as ``user``; the REST body (JSON) of the last one."""
         session = Session(self.engine, database)
         result = Result(None, 0)
-        for stmt in parse(sql):
+        for stmt in self.statements.parse(sql):
             result = self._statement(user, session, stmt)
         return rest_json(result)
 
@@ -560,16 +561,39 @@ class _BadRequest(TsdbError):
     """A request's parameters are missing or malformed (HTTP 400)."""
 
 
-def serve(directory: str | Path, host: str = "127.0.0.1", port: int = 6041, **kw: Any) -> None:
-    """Serve until SIGINT/SIGTERM, then flush and exit."""
+# How long an idle keep-alive connection stays open. uvicorn's default, 5 s, races with
+# clients that pool connections for about as long (httpx: 5 s): a client that reuses a
+# connection just as the server's timer closes it gets "server disconnected" without an
+# answer. That is what ended a 1,000-host benchmark run during double-groupby-5, where the
+# septet connection sat idle ~5 s while the other servers answered. Go's servers (InfluxDB,
+# TDengine's taosAdapter) keep idle connections without a limit; this keeps them 10 minutes.
+KEEP_ALIVE_S = 600
+
+
+def uvicorn_config(
+    directory: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 6041,
+    keep_alive_s: int = KEEP_ALIVE_S,
+    **kw: Any,
+):
+    """The uvicorn settings ``serve`` runs with (the tests start the same server in a thread)."""
     import uvicorn
 
     # No proxy-header rewriting or access log: the app reads neither, and both cost per request.
-    uvicorn.run(
+    return uvicorn.Config(
         create_app(directory, **kw),
         host=host,
         port=port,
         log_level="warning",
         proxy_headers=False,
         access_log=False,
+        timeout_keep_alive=keep_alive_s,
     )
+
+
+def serve(directory: str | Path, host: str = "127.0.0.1", port: int = 6041, **kw: Any) -> None:
+    """Serve until SIGINT/SIGTERM, then flush and exit."""
+    import uvicorn
+
+    uvicorn.Server(uvicorn_config(directory, host, port, **kw)).run()
