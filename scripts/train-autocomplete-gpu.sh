@@ -20,6 +20,7 @@ python=${PYTHON:-python3}
 shipped=src/septet/autocomplete/default_model
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 SEPTET_QUIET=1
 mkdir -p "$out"
+limit=$(awk -v m="$minutes" 'BEGIN { print int(m * 60 + 60) }')  # a hung run is killed
 
 corpus=${CORPUS:-$("$python" -c 'import sysconfig; p = sysconfig.get_paths(); print(p["stdlib"], p["purelib"])')}
 excludes=$("$python" -c '
@@ -36,7 +37,7 @@ train() {  # name, then the run's own options
   local name=$1
   shift
   # shellcheck disable=SC2086  # the option strings are meant to split into words
-  timeout $(("${minutes%.*}" * 60 + 150)) "$python" -m septet autocomplete train \
+  timeout "$limit" "$python" -m septet autocomplete train \
     --out "$out/$name" $common "$@" >"$out/$name.log" 2>&1
   echo "$name: exit $? ($(tail -c 300 "$out/$name.log" | tr '\n' ' '))"
 }
