@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from septet.tsdb.segment import (
     TS,
+    Arena,
     BlockCache,
     BlockMeta,
     SegmentReader,
@@ -83,12 +84,18 @@ class Piece:
 
 
 class BlockPiece(Piece):
-    """One segment block (or the part of it inside the query's time range)."""
+    """One segment block (or the part of it inside the query's time range).
+
+    Timestamps and fixed-width columns are read from the segment's arenas (segment.Arena:
+    the block's slot of one array per segment and column); other columns are kept as Arrow
+    arrays per (segment, table) in the block cache.
+    """
 
     __slots__ = (
         "_cache_key",
         "_cached",
         "_ts",
+        "arenas",
         "block",
         "cache",
         "compressor",
@@ -113,9 +120,12 @@ class BlockPiece(Piece):
         compressor: str,
         t0: int | None,
         t1: int | None,
+        arenas: dict | None = None,
     ):
         self.reader, self.block, self.index, self.cache = reader, block, index, cache
         self.types, self.compressor = types, compressor
+        # The arenas this query has looked up in this segment, shared by its pieces there.
+        self.arenas: dict = {} if arenas is None else arenas
         self._cache_key = (reader.name, uid)
         cut_lo = t0 is not None and block.t0 < t0
         cut_hi = t1 is not None and block.t1 > t1
@@ -136,14 +146,30 @@ class BlockPiece(Piece):
         with _STATS_LOCK:
             self.cache.added(*self._cache_key, nbytes)
 
+    def arena(self, col: int | str) -> Arena:
+        """The arena of a column (``TS``: the timestamps) of this piece's segment, with this
+        block decoded into it."""
+        arena = self.arenas.get(col)
+        if arena is None:
+            arena = segment_arena(self.reader, self.cache, self.arenas, col, self.dtype_of(col))
+        if not arena.done[self.block.seq]:
+            decode_into(self.reader, self.cache, arena, self.block, col)
+        return arena
+
+    def dtype_of(self, col: int | str) -> np.dtype:
+        return _TS_DTYPE if col == TS else _FIXED[self.types[col]]  # type: ignore[index]
+
+    def span(self) -> tuple[int, int]:
+        """(first, end) positions of these rows in the segment's arenas."""
+        if not self.whole:
+            self.ts()
+        return self.block.row0 + self.lo, self.block.row0 + self.hi
+
     def ts(self) -> np.ndarray:
         if self._ts is not None:
             return self._ts
-        entry = self._entry()
-        ts = entry.get((self.index, TS))
-        if ts is None:
-            ts = entry[(self.index, TS)] = self.reader.read_ts(self.block)
-            self._added(ts.nbytes)
+        r0 = self.block.row0
+        ts = self.arena(TS).values[r0 : r0 + self.block.rows]
         if not self.whole:
             # t1 + 1, searched from the left, is t1 searched from the right.
             lo, hi = ts.searchsorted(np.array([self.t0, self.t1 + 1], np.int64)).tolist()
@@ -156,70 +182,47 @@ class BlockPiece(Piece):
     def rows(self) -> int:
         return self.block.rows if self.whole else int(self.ts().size)
 
-    def _whole_column(self, entry: dict, col_id: int) -> pa.Array:
+    def _whole_column(self, col_id: int) -> pa.Array:
+        typ = self.types[col_id]
+        if typ in _FIXED:  # an Arrow view of the arena slot, made once
+            arena = self.arena(col_id)
+            key = (self.block.seq, typ)
+            arr = arena.arrow.get(key)
+            if arr is None:
+                x, valid = self._slot(arena, col_id, 0, self.block.rows)
+                arr = arena.arrow[key] = from_numpy_valid(x, valid, typ)
+            return arr
+        entry = self._entry()
         arr = entry.get((self.index, col_id))
         if arr is None:
-            got = entry.get((self.index, col_id, "np"))
-            if got is not None:  # decoded to numpy already: wrap it, no copy
-                arr = from_numpy_valid(got[0], got[1], self.types[col_id])
-                entry[(self.index, col_id)] = arr
-                return arr
-            arr = self.reader.read_column(self.block, col_id, self.types[col_id], self.compressor)
+            arr = self.reader.read_column(self.block, col_id, typ, self.compressor)
             entry[(self.index, col_id)] = arr
             self._added(arr.nbytes)
         return arr
 
     def column(self, col_id: int) -> pa.Array:
-        cached = self._cached
-        arr = None if cached is None else cached.get((self.index, col_id))
-        if arr is None:
-            arr = self._whole_column(self._entry(), col_id)
+        arr = self._whole_column(col_id)
         if self.whole:
             return arr
         self.ts()  # finds lo/hi
         return arr.slice(self.lo, self.hi - self.lo)
 
-    def values(self, col_id: int) -> tuple[np.ndarray, np.ndarray | None]:
-        entry = self._cached
-        if entry is None:
-            entry = self._entry()
-        key = (self.index, col_id, "np")  # numpy views of the cached Arrow block
-        got = entry.get(key)
-        if got is None:
-            arr = entry.get((self.index, col_id))
-            typ = self.types[col_id]
-            if arr is not None or typ not in _FIXED:
-                got = to_numpy_valid(self._whole_column(entry, col_id))
-                extra = 0 if got[1] is None else got[0].nbytes + got[1].nbytes
-            else:  # decoded straight to numpy: no Arrow array unless one is asked for
-                got = self.reader.read_values(self.block, col_id, _FIXED[typ])
-                extra = got[0].nbytes + (0 if got[1] is None else got[1].nbytes)
-            entry[key] = got
-            if extra:
-                self._added(extra)
-        if self.whole:
-            return got
-        self.ts()
-        x, valid = got
-        return x[self.lo : self.hi], None if valid is None else valid[self.lo : self.hi]
+    def _slot(
+        self, arena: Arena, col_id: int, lo: int, hi: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        r0 = self.block.row0
+        x = arena.values[r0 + lo : r0 + hi]
+        if arena.valid is None or not has_nulls(self.block, col_id):
+            return x, None
+        return x, arena.valid[r0 + lo : r0 + hi]
 
-    def values_many(self, col_ids: list[int]) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        # The gather of a filtered scan asks this once per piece: the lookups that
-        # :meth:`values` repeats per column (cache entry, range) are done once here.
-        entry = self._cached
-        if entry is None:
-            entry = self._entry()
-        index = self.index
-        out = [entry.get((index, c, "np")) for c in col_ids]
-        for k, got in enumerate(out):
-            if got is None:  # not decoded yet: values() decodes it into the cache entry
-                self.values(col_ids[k])
-                out[k] = entry[(index, col_ids[k], "np")]
-        if self.whole:
-            return out
-        self.ts()
-        lo, hi = self.lo, self.hi
-        return [(x[lo:hi], None if v is None else v[lo:hi]) for x, v in out]
+    def values(self, col_id: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.types[col_id] not in _FIXED:
+            return to_numpy_valid(self.column(col_id))
+        arena = self.arena(col_id)
+        if not self.whole:
+            self.ts()
+        return self._slot(arena, col_id, self.lo, self.hi)
 
     def stats(self, col_id: int) -> list[Any] | None:
         if not self.whole:
@@ -229,6 +232,43 @@ class BlockPiece(Piece):
 
     def bounds(self, col_id: int) -> list[Any] | None:
         return block_bounds(self.block, col_id)
+
+
+_TS_DTYPE = np.dtype(np.int64)
+
+
+def has_nulls(block: BlockMeta, col_id: int) -> bool:
+    """Whether a column of a segment block holds a NULL (all of it does when the block
+    predates the column)."""
+    meta = block.cols.get(col_id)
+    return meta is None or meta[2] < block.rows
+
+
+def segment_arena(
+    reader: SegmentReader, cache: BlockCache, memo: dict, col: int | str, dtype: np.dtype
+) -> Arena:
+    """A segment's arena of one column, looked up in the block cache once per query
+    (``memo``: the query's arenas of this segment)."""
+    arena = memo.get(col)
+    if arena is None:
+        with _STATS_LOCK:
+            arena = memo[col] = cache.arena(reader, col, dtype)
+    return arena
+
+
+def decode_into(
+    reader: SegmentReader, cache: BlockCache, arena: Arena, block: BlockMeta, col: int | str
+) -> None:
+    """Decode one block of a column (``TS``: timestamps) into its arena slot."""
+    dtype = arena.values.dtype
+    if col == TS:
+        values, valid = reader.read_ts(block), None
+    else:
+        values, valid = reader.read_values(block, col, dtype)  # type: ignore[arg-type]
+    added = arena.fill(block, values, valid)
+    if added:
+        with _STATS_LOCK:
+            cache.arena_added(reader, col, dtype, added)
 
 
 def block_bounds(block: BlockMeta, col_id: int) -> list[Any]:
@@ -276,30 +316,95 @@ def clip(table: pa.Table, t0: int | None, t1: int | None) -> pa.Table:
 def prefetch(pieces: list[Piece], col_ids: list[int], threads: int = 0) -> None:
     """Decode, on the thread pool, the blocks of ``pieces`` (timestamps and ``col_ids``) that
     the block cache does not hold yet. Decoding (zstd, numpy's byte shuffles) releases the
-    GIL, so it runs on several cores; what follows, many small numpy calls per block, does
-    not, and runs on the calling thread with every block already decoded."""
-    todo = []
+    GIL, so it runs on several cores; what follows runs with every block already decoded."""
+    todo: list[tuple[BlockPiece, int | str, Arena | None]] = []
+    by_reader: dict[int, list[BlockPiece]] = {}
     for p in pieces:
-        if not isinstance(p, BlockPiece):
-            continue
-        entry = p._entry()
-        need = [c for c in col_ids if (p.index, c, "np") not in entry and (p.index, c) not in entry]
-        if need or (p.index, TS) not in entry:
-            todo.append((p, need))
+        if isinstance(p, BlockPiece):
+            by_reader.setdefault(id(p.reader), []).append(p)
+    for group in by_reader.values():
+        first = group[0]
+        seqs = np.fromiter((p.block.seq for p in group), np.int64, len(group))
+        for col in [TS, *col_ids]:
+            if col != TS and first.types[col] not in _FIXED:
+                entry_missing = [p for p in group if (p.index, col) not in p._entry()]
+                todo += [(p, col, None) for p in entry_missing]
+                continue
+            arena = segment_arena(first.reader, first.cache, first.arenas, col, first.dtype_of(col))
+            missing = np.flatnonzero(~arena.done[seqs])
+            todo += [(group[k], col, arena) for k in missing.tolist()]
     # Handing work to the pool costs thread wake-ups and GIL hand-overs (milliseconds on a
     # busy machine): a few blocks are left to be decoded on the calling thread as it reads.
-    if sum(len(need) + 1 for _, need in todo) < MIN_PARALLEL_DECODES:
+    if not todo:
         return
-
-    def decode(chunk: list[tuple[BlockPiece, list[int]]]) -> None:
-        for p, need in chunk:
-            p.ts()
-            for c in need:
-                if p.types[c] in _FIXED:
-                    p.values(c)
-                else:
-                    p.column(c)
+    if len(todo) < MIN_PARALLEL_DECODES:
+        decode(todo)
+        return
 
     from septet.tsdb.parallel import map_chunks
 
     map_chunks(decode, todo, threads, min_items=2)
+
+
+def decode(todo: list[tuple[BlockPiece, int | str, Arena | None]]) -> None:
+    """Decode (piece, column, its arena or None for a column kept as Arrow) blocks."""
+    for p, col, arena in todo:
+        if arena is None:
+            p._whole_column(col)  # type: ignore[arg-type]
+        elif not arena.done[p.block.seq]:
+            decode_into(p.reader, p.cache, arena, p.block, col)
+
+
+def search_sorted_runs(ts: np.ndarray, lo: np.ndarray, hi: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Per k, the first position in ``ts[lo[k]:hi[k]]`` (sorted) whose value is >= ``v[k]``
+    (``hi[k]`` when none): ``searchsorted`` of many sorted runs of one array at once, a
+    vectorised binary search (one numpy step per halving instead of one call per run)."""
+    lo, hi = lo.astype(np.int64, copy=True), hi.astype(np.int64, copy=True)
+    last = ts.size - 1
+    while True:
+        active = lo < hi
+        if not active.any():
+            return lo
+        mid = (lo + hi) >> 1
+        below = ts[np.minimum(mid, last)] < v
+        lo = np.where(active & below, mid + 1, lo)
+        hi = np.where(active & ~below, mid, hi)
+
+
+def arena_spans(pieces: list[BlockPiece]) -> tuple[np.ndarray, np.ndarray]:
+    """(first, end) positions in their segment's arenas of block pieces of one segment whose
+    timestamps are decoded; the cut ones are located all at once (see BlockPiece.span)."""
+    n = len(pieces)
+    r0 = np.fromiter((p.block.row0 for p in pieces), np.int64, n)
+    rows = np.fromiter((p.block.rows for p in pieces), np.int64, n)
+    s, e = r0.copy(), r0 + rows
+    cut = [k for k, p in enumerate(pieces) if not p.whole]
+    if cut:
+        ts = pieces[0].arena(TS).values
+        idx = np.array(cut, np.int64)
+        t0 = np.fromiter((pieces[k].t0 for k in cut), np.int64, len(cut))
+        t1 = np.fromiter((pieces[k].t1 for k in cut), np.int64, len(cut))
+        lo = search_sorted_runs(ts, r0[idx], e[idx], t0)
+        # t1 + 1, searched from the left, is t1 searched from the right.
+        hi = search_sorted_runs(ts, lo, e[idx], t1 + 1)
+        s[idx], e[idx] = lo, hi
+        for k, a, b, base in zip(cut, lo.tolist(), hi.tolist(), r0[idx].tolist(), strict=True):
+            p = pieces[k]
+            p.lo, p.hi, p._ts = a - base, b - base, ts[a:b]
+    return s, e
+
+
+def arena_runs(
+    pieces: list[BlockPiece], max_gap: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Block pieces of one segment in arena order, cut into runs of neighbours: (order of the
+    non-empty pieces, their first positions, their end positions, run bounds into those).
+    A run ends where more than ``max_gap`` rows that no piece holds follow."""
+    s, e = arena_spans(pieces)
+    order = np.argsort(s, kind="stable")
+    s, e = s[order], e[order]
+    keep = e > s
+    if not keep.all():
+        order, s, e = order[keep], s[keep], e[keep]
+    cuts = np.flatnonzero(s[1:] - e[:-1] > max_gap) + 1
+    return order, s, e, [0, *cuts.tolist(), int(s.size)]

@@ -917,6 +917,7 @@ class Engine:
         wanted = [TS] + [col_key(c) for c in col_ids]
         names_of: dict[str, list[SegmentReader]] = {}
         types_of: dict[Any, dict[int, pa.DataType]] = {}
+        arenas: dict[str, dict] = {}  # per segment: the arenas its pieces looked up
         out = []
         for uid in uids:
             db = self.dbs[self.uid_db[uid]]
@@ -931,7 +932,7 @@ class Engine:
                 prec = db.options.precision
                 types = {c.id: arrow_type(c.type, prec) for c in db.columns_of(table)}
                 types_of[key] = types
-            out.append(self._pieces(uid, db, readers, types, wanted, col_ids, t0, t1, skip))
+            out.append(self._pieces(uid, db, readers, types, wanted, col_ids, t0, t1, skip, arenas))
         return out
 
     def _pieces(
@@ -945,6 +946,7 @@ class Engine:
         t0: int | None,
         t1: int | None,
         skip: Callable[[BlockMeta], bool] | None = None,
+        arenas: dict[str, dict] | None = None,
     ) -> list[Piece]:
         spans: list[tuple[int, int, int, Any, int]] = []  # lo, hi, age, reader|None, index
         for age, reader in enumerate(readers):
@@ -964,10 +966,23 @@ class Engine:
             spans.sort(key=lambda s: (s[0], s[2]))
         compressor = db.options.compression
         out: list[Piece] = []
+        if mem is None and all(spans[k][1] < spans[k + 1][0] for k in range(len(spans) - 1)):
+            # Segment blocks only, none overlapping another (the common case): a piece each.
+            for _, _, _, reader, i in spans:
+                block = reader.tables[uid][i]
+                if skip is None or not skip(block):
+                    memo = None if arenas is None else arenas.setdefault(reader.name, {})
+                    out.append(
+                        BlockPiece(
+                            reader, block, i, self.cache, uid, types, compressor, t0, t1, memo
+                        )
+                    )
+            return out
 
         def block_piece(reader: SegmentReader, i: int) -> BlockPiece:
             block = reader.tables[uid][i]
-            return BlockPiece(reader, block, i, self.cache, uid, types, compressor, t0, t1)
+            memo = None if arenas is None else arenas.setdefault(reader.name, {})
+            return BlockPiece(reader, block, i, self.cache, uid, types, compressor, t0, t1, memo)
 
         def emit(cluster: list[tuple[int, int, int, Any, int]]) -> None:
             if len(cluster) == 1:

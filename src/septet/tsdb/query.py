@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from septet.tsdb import aggregates as K
 from septet.tsdb import sqlast as A
 from septet.tsdb import windowagg
+from septet.tsdb.arenascan import arena_ready, gather_filtered, piece_picks
 from septet.tsdb.blocks import block_bounds, prefetch
 from septet.tsdb.catalog import Column, Database, Table, arrow_type, is_numeric, numpy_dtype
 from septet.tsdb.engine import Engine
@@ -518,12 +519,19 @@ def _gather_pieces(
         counts = np.array([sum(p.rows for p in ps) for ps in pieces], dtype=np.int64)
         ts_np, columns = _piece_columns(flat, data_cols, types, threads)
         return ts_np, columns, counts
+    table_of = np.repeat(np.arange(len(pieces)), [len(ps) for ps in pieces])
     if all_simple:
-        # Plain comparisons with constants: evaluated on each piece's numpy values.
-        prefetch(flat, sorted({cid for cid, _, _ in bounds}), threads)
+        # Plain comparisons with constants: evaluated on numpy values, a segment's pieces
+        # together where their columns are fixed-width (arenascan.py), else piece by piece.
         ids = [cid for cid, _, _ in bounds]
         tests = [(_NUMPY_COMPARE[op], v) for _, op, v in bounds]
-        picks = [_simple_picks(p, ids, tests) for p in flat]
+        wanted = [(c.id, c.name, numpy_dtype(c.type), types[c.id]) for c in data_cols]
+        if all(w[2] is not None for w in wanted) and arena_ready(wanted, flat):
+            ts_np, columns, hits = gather_filtered(flat, ids, tests, wanted, threads)
+            counts = np.bincount(table_of, weights=hits, minlength=len(pieces)).astype(np.int64)
+            return ts_np, columns, counts
+        prefetch(flat, sorted(set(ids)), threads)
+        picks = [piece_picks(p, ids, tests) for p in flat]
     else:
         refs = _refs(cond)
         by_name = {c.name: c for c in data_cols}
@@ -538,7 +546,6 @@ def _gather_pieces(
         ends = np.cumsum([p.rows for p in flat], dtype=np.int64)
         picks = [np.flatnonzero(m) for m in np.split(mask, ends[:-1])] if flat else []
     hits = np.array([i.size for i in picks], dtype=np.int64)
-    table_of = np.repeat(np.arange(len(pieces)), [len(ps) for ps in pieces])
     counts = np.bincount(table_of, weights=hits, minlength=len(pieces)).astype(np.int64)
     # Pieces without hits: their other columns are never decoded. Each kept piece's passing
     # rows are gathered straight into one array per column.
@@ -599,18 +606,6 @@ _NUMPY_COMPARE = {
     "<=": np.less_equal,
     "=": np.equal,
 }
-
-
-def _simple_picks(piece: Any, ids: list[int], tests: list[tuple[Any, Any]]) -> np.ndarray:
-    """Positions in ``piece`` where every column ``ids[k]`` passes ``tests[k]`` (a numpy
-    comparison and its constant; NULL: never)."""
-    mask = None
-    for (compare, v), (x, valid) in zip(tests, piece.values_many(ids), strict=True):
-        m = compare(x, v)
-        if valid is not None:
-            m &= valid
-        mask = m if mask is None else mask & m
-    return mask.nonzero()[0]  # 1-D already: flatnonzero's ravel costs a call per piece
 
 
 def _piece_columns(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import mmap
 import struct
+import threading
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -140,6 +141,8 @@ class BlockMeta:
     t1: int
     ts: tuple[int, int]
     cols: dict[int, list[Any]]  # id -> [offset, length, count, min, max, sum]
+    row0: int = 0  # position of the first row among all rows of the segment (file order)
+    seq: int = 0  # the block's number in the segment (file order)
 
 
 class SegmentWriter:
@@ -218,6 +221,15 @@ class SegmentReader:
             ]
             for uid, blocks in raw["tables"].items()
         }
+        # Every block's place in the segment's column arenas (see Arena): file order.
+        at = seq = 0
+        for blocks in self.tables.values():
+            for b in blocks:
+                b.row0, b.seq = at, seq
+                at += b.rows
+                seq += 1
+        self.rows = at
+        self.n_blocks = seq
         self.view = memoryview(data)
 
     def blocks(self, uid: int) -> list[BlockMeta]:
@@ -255,11 +267,62 @@ class SegmentReader:
             self.data.close()
 
 
+class Arena:
+    """One fixed-width column (or the timestamps) of one segment, decoded into one array.
+
+    Every block of every table has its slot, in file order (``BlockMeta.row0``); a block is
+    decoded into its slot the first time it is read, and ``done`` records which are. A
+    block is still decoded alone, but the blocks of many tables then lie side by side in
+    memory, so that a query over many tables reduces, compares or gathers them with one
+    numpy call per run of neighbouring blocks instead of one per block (and such calls,
+    long enough, release the GIL and run on several cores). Slots not decoded hold zeros
+    (the array is allocated lazily by the OS; untouched pages cost no memory), and so do
+    NULL slots. ``valid`` exists once some decoded block holds a NULL.
+    """
+
+    __slots__ = ("arrow", "done", "lock", "nbytes", "valid", "values", "windows")
+
+    def __init__(self, reader: SegmentReader, dtype: np.dtype):
+        self.values = np.zeros(reader.rows, dtype)
+        self.valid: np.ndarray | None = None
+        self.done = np.zeros(reader.n_blocks, dtype=bool)
+        self.nbytes = 0
+        self.lock = threading.Lock()
+        # (interval, offset) -> positions where a window or a block starts (timestamps only)
+        self.windows: dict[tuple[int, int], np.ndarray] = {}
+        self.arrow: dict[Any, pa.Array] = {}  # (block, type) -> an Arrow view of its slot
+
+    def fill(self, block: BlockMeta, values: np.ndarray, valid: np.ndarray | None) -> int:
+        """Store one decoded block in its slot; the bytes this added."""
+        lo, hi = block.row0, block.row0 + block.rows
+        added = values.nbytes
+        with self.lock:
+            if self.done[block.seq]:
+                return 0
+            if valid is not None:
+                if self.valid is None:
+                    self.valid = np.ones(self.values.size, dtype=bool)
+                    added += self.valid.nbytes
+                self.valid[lo:hi] = valid
+                values = np.where(valid, values, values.dtype.type(0))
+            self.values[lo:hi] = values
+            self.done[block.seq] = True
+            self.nbytes += added
+        return added
+
+    def complete(self) -> bool:
+        """Whether every block is decoded."""
+        return bool(self.done.all())
+
+
 class BlockCache:
     """LRU cache of decoded column blocks, bounded in bytes (LevelDB's block cache).
 
-    Entries are per (segment, table): one LRU step per table read, not one per block and
-    column; a table's decoded blocks are evicted together.
+    Entries are per (segment, table) for columns kept as Arrow arrays (strings, booleans):
+    one LRU step per table read, not one per block and column; a table's decoded blocks are
+    evicted together. Fixed-width columns and timestamps live in per (segment, column)
+    arenas (:class:`Arena`), evicted whole. Segments never change once written; a segment
+    that a compaction, DELETE or retention replaces is evicted with all its entries.
     """
 
     def __init__(self, capacity_bytes: int = 512 << 20):
@@ -279,10 +342,12 @@ class BlockCache:
             self._tables.move_to_end(key)
         return entry
 
-    def added(self, segment: str, uid: int, nbytes: int) -> None:
+    def added(self, segment: str, uid: int | tuple, nbytes: int) -> None:
         """Account for a block just stored in ``table(segment, uid)``; evict old tables."""
-        key = (segment, uid)
-        self._sizes[key] = self._sizes.get(key, 0) + nbytes
+        key = (segment, *uid) if isinstance(uid, tuple) else (segment, uid)
+        if key not in self._sizes:
+            return  # evicted meanwhile: its memory goes when its last reader drops it
+        self._sizes[key] += nbytes
         self.used += nbytes
         while self.used > self.capacity and len(self._tables) > 1:
             old, _ = next(iter(self._tables.items()))
@@ -291,6 +356,21 @@ class BlockCache:
                 continue
             self._tables.pop(old)
             self.used -= self._sizes.pop(old)
+
+    def arena(self, reader: SegmentReader, column: int | str, dtype: np.dtype) -> Arena:
+        """The arena of one column (``TS``: the timestamps) of a segment."""
+        key = (reader.name, "arena", column, dtype.str)
+        entry = self._tables.get(key)
+        if entry is None:
+            entry = self._tables[key] = Arena(reader, dtype)
+            self._sizes[key] = 0
+        else:
+            self._tables.move_to_end(key)
+        return entry
+
+    def arena_added(self, reader: SegmentReader, column: int | str, dtype: np.dtype, n: int):
+        """Account for ``n`` bytes just stored in an arena; evict old entries."""
+        self.added(reader.name, ("arena", column, dtype.str), n)
 
     def evict_segment(self, segment: str) -> None:
         for key in [k for k in self._tables if k[0] == segment]:

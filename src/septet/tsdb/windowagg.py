@@ -13,16 +13,26 @@ Blocks that are not decoded yet are decoded on a thread pool first (blocks.prefe
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-from septet.tsdb.blocks import Piece, prefetch
-from septet.tsdb.segment import from_numpy_valid
+from septet.tsdb.blocks import _FIXED, BlockPiece, Piece, arena_runs, prefetch, segment_arena
+from septet.tsdb.parallel import map_chunks
+from septet.tsdb.segment import TS, from_numpy_valid
 
 FUNCTIONS = ("COUNT", "SUM", "AVG", "MIN", "MAX", "SPREAD")
+# A segment's pieces are reduced a run at a time (one numpy call per run of neighbouring
+# blocks and column, see segment.Arena) when it has at least this many; fewer go one by one.
+ARENA_MIN_PIECES = 4
+# Rows between two pieces that are reduced and thrown away rather than starting a new run
+# (a numpy call costs about as much as reducing some thousands of rows).
+MAX_GAP_ROWS = 16384
+# Fewer values to reduce (rows x columns) than this: not worth the thread pool.
+MIN_PARALLEL_VALUES = 1 << 19
 
 
 @dataclass
@@ -216,6 +226,163 @@ def _reduce_column(plan: _Plan, work, out: Partials) -> None:
         out.max[cid] = mx
 
 
+@dataclass
+class _Run:
+    """Neighbouring pieces of one segment: the arena rows [a, b) cut into groups (a window
+    of a piece, or the rows between two pieces), and which groups are real."""
+
+    memo: dict  # the query's arenas of the segment
+    piece: BlockPiece  # one of them (to look arenas up)
+    a: int
+    b: int
+    idx: np.ndarray  # group starts, relative to a
+    real: np.ndarray  # bool per group
+    rows: np.ndarray  # per real group
+
+
+def _arena_windows(piece: BlockPiece, wins) -> np.ndarray | None:
+    """Positions in a segment's arenas where a window starts (or the timestamps jump back, at
+    a block of another table), for the whole segment once all its timestamps are decoded
+    (cached with them), else None."""
+    arena = piece.arena(TS)
+    key = (wins.interval, wins.offset)
+    got = arena.windows.get(key)
+    if got is None:
+        if not arena.complete():
+            return None
+        w = (arena.values - wins.offset) // wins.interval
+        got = arena.windows[key] = np.flatnonzero(w[1:] != w[:-1]) + 1
+        piece.cache.arena_added(piece.reader, TS, arena.values.dtype, got.nbytes)
+    return got
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The positions lo[k] <= i < hi[k] of every k, concatenated (empty where hi <= lo)."""
+    n = np.maximum(hi - lo, 0)
+    total = int(n.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    return np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(total, dtype=np.int64)
+
+
+def _segment_runs(
+    group: list[tuple[int, BlockPiece]], wins
+) -> tuple[list[_Run], np.ndarray, np.ndarray]:
+    """The runs of one segment's pieces, and the (partition, window) of every real group."""
+    pieces = [p for _, p in group]
+    order, s, e, bounds = arena_runs(pieces, MAX_GAP_ROWS)
+    pid = np.fromiter((g for g, _ in group), np.int64, len(group))[order]
+    runs: list[_Run] = []
+    pids, wids = [], []
+    if s.size == 0:
+        return runs, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    first = pieces[0]
+    ts = first.arena(TS).values
+    windows = None if wins is None else _arena_windows(first, wins)
+    for i, j in itertools.pairwise(bounds):
+        rs, re_ = s[i:j], e[i:j]
+        a, b = int(rs[0]), int(re_[-1])
+        parts = [rs, re_]
+        if windows is not None:  # the window starts inside the pieces (not in the gaps)
+            lo, hi = windows.searchsorted(rs, "right"), windows.searchsorted(re_)
+            parts.append(windows[_ranges(lo, hi)])
+        elif wins is not None:
+            w = (ts[a:b] - wins.offset) // wins.interval
+            parts.append(np.flatnonzero(w[1:] != w[:-1]) + (a + 1))
+        edges = np.sort(np.concatenate(parts))
+        edges = edges[np.concatenate(([True], edges[1:] != edges[:-1]))]  # group starts, b
+        starts = edges[:-1]
+        k = rs.searchsorted(starts, "right") - 1
+        real = starts < re_[k]
+        runs.append(_Run(first.arenas, first, a, b, starts - a, real, np.diff(edges)[real]))
+        real_starts = starts[real]
+        pids.append(pid[i:j][k[real]])
+        if wins is None:
+            wids.append(np.zeros(real_starts.size, np.int64))
+        else:
+            wids.append((ts[real_starts] - wins.offset) // wins.interval)
+    return runs, np.concatenate(pids), np.concatenate(wids)
+
+
+def _reduce_runs(plan: _Plan, runs: list[_Run]) -> tuple:
+    """(count, sum, min, max) of one column over every real group of ``runs`` (None where the
+    plan does not need it)."""
+    need = plan.need
+    counts, sums, mins, maxs = [], [], [], []
+    dtype = None if plan.counted_only else need.dtype
+    for run in runs:
+        arena = segment_arena(
+            run.piece.reader, run.piece.cache, run.memo, plan.cid, run.piece.dtype_of(plan.cid)
+        )
+        a, b, idx, real = run.a, run.b, run.idx, run.real
+        valid = arena.valid
+        v = None if valid is None else valid[a:b]
+        counts.append(run.rows if v is None else np.add.reduceat(v, idx, dtype=np.int64)[real])
+        if dtype is None:
+            continue
+        x = arena.values[a:b]  # NULL slots hold zeros
+        if need.sum:
+            sums.append(np.add.reduceat(x, idx, dtype=plan.acc)[real])
+        if need.extremes:
+            lo = x if v is None else np.where(v, x, np.array(plan.never_min, x.dtype))
+            hi = x if v is None else np.where(v, x, np.array(plan.never_max, x.dtype))
+            mins.append(np.minimum.reduceat(lo, idx)[real])
+            maxs.append(np.maximum.reduceat(hi, idx)[real])
+    return tuple(np.concatenate(parts) if parts else None for parts in (counts, sums, mins, maxs))
+
+
+def _arena_partials(
+    groups: list[list[tuple[int, BlockPiece]]], wins, plans: list[_Plan], threads: int
+) -> Partials:
+    """Partials of block pieces, a segment's pieces reduced a run at a time; the columns are
+    reduced on the thread pool (long numpy calls release the GIL)."""
+    runs: list[_Run] = []
+    pids, wids = [], []
+    for group in groups:
+        r, pid, wid = _segment_runs(group, wins)
+        runs += r
+        pids.append(pid)
+        wids.append(wid)
+    rows = np.concatenate([r.rows for r in runs]) if runs else np.zeros(0, np.int64)
+    out = Partials(np.concatenate(pids), np.concatenate(wids), rows)
+    if not runs:
+        return out
+    values = sum(r.b - r.a for r in runs) * len(plans)
+
+    def reduce(chunk: list[_Plan]) -> list[tuple]:
+        with np.errstate(all="ignore"):  # rows between pieces may hold anything
+            return [_reduce_runs(plan, runs) for plan in chunk]
+
+    if values < MIN_PARALLEL_VALUES:
+        results = reduce(plans)
+    else:
+        results = [r for part in map_chunks(reduce, plans, threads, min_items=2) for r in part]
+    for plan, (count, total, mn, mx) in zip(plans, results, strict=True):
+        out.count[plan.cid] = count
+        if total is not None:
+            out.sum[plan.cid] = total
+        if mn is not None:
+            out.min[plan.cid] = mn
+            out.max[plan.cid] = mx
+    return out
+
+
+def _concat(parts: list[Partials]) -> Partials:
+    parts = [p for p in parts if p.pid.size] or parts[:1]
+    if len(parts) == 1:
+        return parts[0]
+    out = Partials(
+        np.concatenate([p.pid for p in parts]),
+        np.concatenate([p.wid for p in parts]),
+        np.concatenate([p.rows for p in parts]),
+    )
+    for name in ("count", "sum", "min", "max"):
+        target = getattr(out, name)
+        for cid in getattr(parts[0], name):
+            target[cid] = np.concatenate([getattr(p, name)[cid] for p in parts])
+    return out
+
+
 def aggregate(
     tables: list[tuple[int, list[Piece]]],
     wins,
@@ -228,11 +395,41 @@ def aggregate(
     ``offset``) or None for one window over everything.
     """
     plans = [_Plan.of(cid, need) for cid, need in needs.items()]
-    # Blocks not decoded yet are decoded on the thread pool; the reductions, many small
-    # numpy calls that hold the GIL, then run here.
-    cut = [p for _, ps in tables for p in ps if _stats_window(p, wins, plans) is None]
+    # Blocks not decoded yet are decoded on the thread pool first.
+    rest: list[tuple[int, list[Piece]]] = []
+    by_segment: dict[int, list[tuple[int, BlockPiece]]] = {}
+    cut = []
+    fixed: dict[int, bool] = {}  # per column types (of a super table): all needed are fixed
+    for pid, pieces in tables:
+        one = []
+        for p in pieces:
+            if p.whole and _stats_window(p, wins, plans) is not None:
+                one.append(p)
+                continue
+            cut.append(p)
+            if isinstance(p, BlockPiece):
+                ok = fixed.get(id(p.types))
+                if ok is None:
+                    ok = fixed[id(p.types)] = all(p.types[c] in _FIXED for c in needs)
+                if ok:
+                    by_segment.setdefault(id(p.reader), []).append((pid, p))
+                    continue
+            one.append(p)
+        rest.append((pid, one))
     prefetch(cut, list(needs), threads)
-    out = _tables_partials(tables, wins, plans)
+    # A segment's pieces are reduced together (see _arena_partials) where it has several;
+    # the others, and pieces answered from their statistics, one by one.
+    arena_groups = []
+    for group in by_segment.values():
+        if len(group) >= ARENA_MIN_PIECES:
+            arena_groups.append(group)
+        else:
+            for pid, p in group:
+                rest.append((pid, [p]))
+    parts = [_tables_partials(rest, wins, plans)]
+    if arena_groups:
+        parts.append(_arena_partials(arena_groups, wins, plans, threads))
+    out = _concat(parts)
     pid, wid = out.pid, out.wid
     if pid.size < 2:
         return out
