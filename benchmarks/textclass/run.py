@@ -21,11 +21,19 @@ thread for at most ``--budget`` seconds of CPU time (MiniLM: ``--minilm-budget``
 does not shrink when the machine is busy, up to ``--epochs`` epochs with early stopping; the
 cap may cut an epoch short, and the training table says how many epochs and documents each run
 saw. Several copies of the script may run at once on different ``--systems``.
-Finished runs are cached in benchmarks/results/textclass-runs.json
-(keyed by their settings), so the script can be stopped and rerun to continue; ``--fresh``
+Finished runs are cached in benchmarks/results/textclass-runs.json (``--cache``; keyed by
+their settings and device), so the script can be stopped and rerun to continue; ``--fresh``
 recomputes everything.
 
+On a GPU (``--device cuda``) CPU seconds say little, so ``--epochs-only`` drops the budgets:
+each arm trains its planned epochs (``--epochs NAME=N`` or ``--epochs all=N`` to plan more),
+with early stopping, under an optional wall-clock cap per run (``--max-seconds``). Every run
+records the device it trained on (e.g. ``cuda (NVIDIA H100 80GB HBM3)``); the device is part
+of the cache key and a column of the tables whenever a run did not train on the CPU.
+
     python benchmarks/textclass/run.py [--systems TextCNN,SVM] [--modes flat,hierarchical]
+    python benchmarks/textclass/run.py --device cuda --epochs-only --epochs all=10 \
+        --data .gpu/debtags --cache out/runs.json --results-dir out --systems TextRNN
 """
 
 from __future__ import annotations
@@ -173,8 +181,8 @@ TRAINING = {
 }
 
 
-def load_split(name: str, limit: int):
-    documents = read_documents(DATA / f"{name}.jsonl.gz", "plain")
+def load_split(folder: Path, name: str, limit: int):
+    documents = read_documents(folder / f"{name}.jsonl.gz", "plain")
     return documents[:limit] if limit else documents
 
 
@@ -214,19 +222,35 @@ class Scorer:
 
 
 def arm_settings(system: str, args) -> dict:
-    """The arm as this invocation runs it: ``--budget-scale`` and ``--budget NAME=S`` applied."""
+    """The arm as this invocation runs it: ``--budget-scale``, ``--budget NAME=S``,
+    ``--epochs NAME=N`` and ``--epochs-only`` (budget 0 = none) applied."""
     arm = dict(ARMS[system])
     arm["budget"] = float(args.budgets.get(system, arm["budget"] * args.budget_scale))
+    if args.epochs_only:
+        arm["budget"] = 0.0
+    arm["epochs"] = int(args.epochs.get(system, args.epochs.get("all", arm["epochs"])))
     return arm
+
+
+def describe_device(choice: str) -> str:
+    """``cpu``, or the accelerator's kind and name, e.g. ``cuda (NVIDIA H100 80GB HBM3)``."""
+    from septet.common.device import choose_device
+
+    device = choose_device(choice)
+    if device.type == "cuda":
+        import torch
+
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
 
 
 def run_septet(encoder: str, mode: str, data, scorer: Scorer, taxonomy: Taxonomy, args) -> dict:
     train, dev, test = data
     arm = arm_settings(encoder, args)
-    options = {**TRAINING, **arm["training"]}
+    options = {**TRAINING, **arm["training"], "device": args.device, "num_threads": args.threads}
     options["max_cpu_seconds"] = arm["budget"]
     # A wall-clock safety net in case something else lands on this run's core.
-    options["max_seconds"] = 2 * arm["budget"]
+    options["max_seconds"] = args.max_seconds or 2 * arm["budget"]
     classifier = TextClassifier(
         arm.get("encoder", encoder),
         hierarchy=taxonomy if mode == "hierarchical" else None,
@@ -246,12 +270,14 @@ def run_septet(encoder: str, mode: str, data, scorer: Scorer, taxonomy: Taxonomy
     main_row = {
         "system": system_label(encoder),
         "mode": mode,
+        "device": args.device_label,
         "train_seconds": train_seconds,
         "train_docs_per_second": info["documents_per_second"],
         "train_cpu_seconds": info["cpu_seconds"],
         "epochs": len(info["history"]),
         "planned_epochs": arm["epochs"],
-        "budget_cpu_seconds": arm["budget"],
+        "budget_cpu_seconds": arm["budget"] or None,
+        "max_seconds": options["max_seconds"] or None,
         "documents_seen": sum(h["documents"] for h in info["history"]),
         "best_epoch": info["best_epoch"],
         "best_dev_micro_f1": info["best_dev_micro_f1"],
@@ -421,8 +447,19 @@ def settings_key(system: str, mode: str, args) -> str:
         "training": TRAINING,
         "limit": args.limit,
     }
+    if args.device_label != "cpu":  # CPU keys stay as before, so cached CPU runs still count
+        described["device"] = args.device_label
+    if args.max_seconds:
+        described["max_seconds"] = args.max_seconds
     digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:12]
     return f"{system}|{mode}|{digest}"
+
+
+def device_column(runs: list[dict], run: dict) -> dict:
+    """``{"device": ...}`` when any run trained off the CPU, else nothing (CPU-only tables)."""
+    if all(r.get("device", "cpu") == "cpu" for r in runs):
+        return {}
+    return {"device": run.get("device", "cpu")}
 
 
 def table_rows(runs: list[dict], todo: str) -> list[dict]:
@@ -436,6 +473,7 @@ def table_rows(runs: list[dict], todo: str) -> list[dict]:
             {
                 "system": run["system"],
                 "mode": run["mode"],
+                **device_column(runs, run),
                 "tags micro-F1": s["tags"]["micro_f1"],
                 "tags macro-F1 (mean)": s["tags"]["macro_f1"],
                 "tags macro-F1 (NC)": s["tags"]["macro_f1_harmonic"],
@@ -462,6 +500,7 @@ def training_rows(runs: list[dict]) -> list[dict]:
         {
             "system": run["system"],
             "mode": run["mode"],
+            **device_column(runs, run),
             "train s": run.get("train_seconds"),
             "train CPU s": run.get("train_cpu_seconds"),
             "train docs/s": run.get("train_docs_per_second"),
@@ -469,6 +508,7 @@ def training_rows(runs: list[dict]) -> list[dict]:
             if run.get("train_cpu_seconds")
             else None,
             "CPU budget s": run.get("budget_cpu_seconds"),
+            **({"wall cap s": run.get("max_seconds")} if run.get("device", "cpu") != "cpu" else {}),
             "epochs run / planned": f"{run['epochs']} / {run['planned_epochs']}"
             if run.get("planned_epochs")
             else run.get("epochs"),
@@ -498,6 +538,30 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME=SECONDS",
         help="one arm's CPU-second budget, e.g. --budget MiniLM=3600 (repeatable)",
     )
+    parser.add_argument(
+        "--epochs",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="plan N epochs for one arm, or all=N for every neural arm (repeatable)",
+    )
+    parser.add_argument(
+        "--epochs-only",
+        action="store_true",
+        help="no CPU-second budgets: every arm trains its planned epochs (for GPU runs)",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=0.0,
+        help="wall-clock cap on each neural run's training (default: twice its CPU budget)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    parser.add_argument("--data", default=str(DATA), help="folder of the debtags split")
+    parser.add_argument(
+        "--cache", default="", help="cached runs (default: RESULTS_DIR/textclass-runs.json)"
+    )
     parser.add_argument("--limit", type=int, default=0, help="use only the first N documents")
     parser.add_argument("--fresh", action="store_true", help="ignore cached runs")
     parser.add_argument(
@@ -516,16 +580,26 @@ def main(argv: list[str] | None = None) -> None:
         if name not in NEURAL or not seconds.replace(".", "", 1).isdigit():
             parser.error(f"--budget takes NAME=SECONDS with NAME one of {', '.join(NEURAL)}")
         args.budgets[name] = float(seconds)
+    args.epochs = dict(item.partition("=")[::2] for item in args.epochs)
+    for name, count in args.epochs.items():
+        if name not in [*NEURAL, "all"] or not count.isdigit() or int(count) < 1:
+            parser.error(f"--epochs takes NAME=N (N >= 1) with NAME all or one of {NEURAL}")
+    if args.device not in ("cpu", "cuda", "auto") and not args.device.startswith("cuda:"):
+        parser.error(f"--device must be cpu, cuda or auto, not {args.device!r}")
+    args.device_label = describe_device(args.device)
+    data_dir = Path(args.data)
+    if not (data_dir / "taxonomy.tsv").is_file():
+        parser.error(f"{data_dir} holds no debtags split (taxonomy.tsv, *.jsonl.gz); see --data")
     systems = [s for s in args.systems.split(",") if s]
     modes = [m for m in args.modes.split(",") if m]
     for system in systems:
         if system not in NEURAL + BASELINES:
             parser.error(f"unknown system {system!r}; choose from {', '.join(NEURAL + BASELINES)}")
 
-    taxonomy = Taxonomy.read_tsv(DATA / "taxonomy.tsv")
-    data = tuple(load_split(name, args.limit) for name in ("train", "dev", "test"))
+    taxonomy = Taxonomy.read_tsv(data_dir / "taxonomy.tsv")
+    data = tuple(load_split(data_dir, name, args.limit) for name in ("train", "dev", "test"))
     scorer = Scorer(taxonomy, [d.labels for d in data[2]])
-    cache_path = Path(args.results_dir) / CACHE.name
+    cache_path = Path(args.cache) if args.cache else Path(args.results_dir) / CACHE.name
     cache = {} if args.fresh or not cache_path.is_file() else json.loads(cache_path.read_text())
 
     def remember(key: str, runs: list[dict]) -> None:
@@ -604,6 +678,9 @@ def main(argv: list[str] | None = None) -> None:
             "test": len(data[2]),
             "arms": {name: arm_settings(name, args) for name in NEURAL},
             "training": TRAINING,
+            "device": args.device_label,
+            "epochs_only": args.epochs_only,
+            "limit": args.limit,
         },
         {
             "debtags test, every label (thresholds tuned on dev)": table_rows(runs, "with_todo"),
@@ -611,9 +688,26 @@ def main(argv: list[str] | None = None) -> None:
             "training": training_rows(runs),
         },
         notes=NOTES
+        + device_note(runs, args)
         + (f"\nNot run in this session's time: {', '.join(missing)}.\n" if missing else ""),
         results_dir=args.results_dir,
     )
+
+
+def device_note(runs: list[dict], args) -> str:
+    """Says which runs trained on an accelerator and how they were budgeted."""
+    devices = sorted({run.get("device", "cpu") for run in runs} - {"cpu"})
+    note = ""
+    if devices:
+        note += (
+            f"\nThe device column says where each run trained: {', '.join(devices)} or cpu. "
+            "Runs on an accelerator had no CPU budget: they trained their planned epochs "
+            "(training table) with early stopping, under the wall cap shown, on a machine "
+            "shared with other jobs; their CPU seconds are not comparable with the CPU runs'.\n"
+        )
+    if args.limit:
+        note += f"\nSMOKE SETTING: only the first {args.limit} documents of each split.\n"
+    return note
 
 
 NOTES = """\

@@ -111,3 +111,36 @@ def test_heads_start_from_the_prior_bias(name):
         torch.testing.assert_close(local, bias)
     else:
         torch.testing.assert_close(model.head(zero_features), bias.expand(2, 5))
+
+
+# Encoders that pack sequences for an RNN need their lengths on the CPU, which the meta device
+# cannot give; HMCN's head is checked on its own below.
+PACKED = {"TextRNN", "TextRCNN", "DRNN", "HMCN"}
+
+
+@pytest.mark.parametrize("name", sorted(set(VOCABULARY_ENCODERS) - PACKED))
+def test_every_tensor_follows_the_model_to_its_device(name):
+    # The meta device stands in for a GPU: a tensor made on the CPU inside forward (instead of
+    # on the input's device) fails here exactly as it would on CUDA.
+    levels, parents = [1, 1, 2, 2, 2], [-1, -1, 0, 0, 1]
+    model = build_model(name, VOCAB, {"embedding_dim": 16, **SMALL[name]}, levels, parents)
+    model = model.to("meta")
+    ids = torch.randint(2, VOCAB, (3, 7)).to("meta")
+    mask = torch.ones(3, 7, dtype=torch.bool).to("meta")
+    loss = model.loss(
+        ids,
+        mask,
+        torch.zeros(3, 5, device="meta"),
+        torch.nn.functional.binary_cross_entropy_with_logits,
+    )
+    assert loss.device.type == "meta"
+
+
+def test_hmcn_head_follows_the_model_to_its_device():
+    # Its forward pass only: the violation penalty's boolean indexing has no meta kernel.
+    levels, parents = [1, 1, 2, 2, 2], [-1, -1, 0, 0, 1]
+    model = build_model("HMCN", VOCAB, {"embedding_dim": 16, **SMALL["HMCN"]}, levels, parents)
+    head = model.head.to("meta")
+    assert all(members.device.type == "meta" for members in head.level_members)
+    logits = head(torch.zeros(2, model.encoder.output_dim, device="meta"))
+    assert logits.device.type == "meta" and logits.shape == (2, 5)

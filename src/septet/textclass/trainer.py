@@ -212,7 +212,9 @@ def train_model(
         for epoch in range(start_epoch, options.epochs):
             model.train()
             batches = training_batches(lengths, options.batch_size, options.seed + epoch)
-            epoch_loss, epoch_start, seen, limit = 0.0, time.perf_counter(), 0, None
+            epoch_start, seen, limit = time.perf_counter(), 0, None
+            # Summed on the device: reading the loss every step would wait for the GPU.
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             for batch in batches:
                 limit = out_of_budget()
                 if limit:
@@ -231,12 +233,12 @@ def train_model(
                     optimizer.step()
                 for scheduler in schedulers:
                     scheduler.step()
-                epoch_loss += float(loss.detach()) * len(batch)
+                loss_sum += loss.detach().double() * len(batch)
                 seen += len(batch)
                 bar.advance()
             train_seconds += time.perf_counter() - epoch_start
             trained_docs += seen
-            epoch_loss /= max(seen, 1)
+            epoch_loss = float(loss_sum) / max(seen, 1)
             probabilities = predict_probabilities(
                 model, dev_sequences, options.eval_batch_size, device, single_label=single_label
             )

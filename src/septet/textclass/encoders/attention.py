@@ -144,8 +144,8 @@ class StarTransformer(TextEncoder):
         e = self.dropout(self.embedding(ids) + self.positions[:t])  # [B, T, D]
         h = e
         relay = masked_mean(e, mask)  # [B, D]
-        zero = torch.zeros(b, 1, d, dtype=e.dtype)
-        false = torch.zeros(b, 1, dtype=torch.bool)
+        zero = e.new_zeros(b, 1, d)
+        false = mask.new_zeros(b, 1)
         for cycle in range(self.params.num_cycles):
             left = torch.cat([zero, h[:, :-1]], dim=1)
             right = torch.cat([h[:, 1:], zero], dim=1)

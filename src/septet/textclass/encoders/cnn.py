@@ -47,7 +47,7 @@ class TextCNN(TextEncoder):
             h = torch.relu(conv(x))  # [B, F, T + k - 1]
             # Windows lying wholly on padding would add relu(bias) features that a shorter
             # batch would not have; zero them (ReLU outputs are >= 0, so max is unaffected).
-            valid = torch.arange(h.shape[2]).unsqueeze(0) < lengths + k - 1
+            valid = torch.arange(h.shape[2], device=h.device).unsqueeze(0) < lengths + k - 1
             h = h * valid.unsqueeze(1)
             pooled.append(h.topk(min(self.params.top_k, h.shape[2]), dim=2).values.flatten(1))
         return self.dropout(torch.cat(pooled, dim=1))

@@ -44,15 +44,22 @@ class HMCNHead(nn.Module):
             nn.Linear(params.global_dim, params.local_dim) for _ in range(depth)
         )
         level_tensor = torch.tensor(levels)
-        self.level_members = [
-            torch.nonzero(level_tensor == h + 1).flatten() for h in range(depth)
-        ]  # label ids at each level
+        # Label ids at each level, as buffers so that they follow the model to its device.
+        for h in range(depth):
+            self.register_buffer(
+                f"members_{h}", torch.nonzero(level_tensor == h + 1).flatten(), persistent=False
+            )
         self.local_outputs = nn.ModuleList(
             nn.Linear(params.local_dim, len(members)) for members in self.level_members
         )
         self.global_output = nn.Linear(params.global_dim, len(levels))
         self.dropout = nn.Dropout(params.dropout)
         self.register_buffer("parents", torch.tensor(parents), persistent=False)  # -1 for top
+
+    @property
+    def level_members(self) -> list[torch.Tensor]:
+        """The label ids at each level (level 1 first)."""
+        return [getattr(self, f"members_{h}") for h in range(len(self.global_layers))]
 
     @property
     def output_weight(self) -> torch.Tensor:
@@ -64,11 +71,11 @@ class HMCNHead(nn.Module):
         """Start the global output and each level's local output at these label biases."""
         self.global_output.bias.copy_(bias)
         for members, output in zip(self.level_members, self.local_outputs, strict=True):
-            output.bias.copy_(bias[members])
+            output.bias.copy_(bias.to(members.device)[members])
 
     def _logits(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        activation, local = None, torch.zeros(features.shape[0], len(self.parents))
-        local = local.to(features.dtype)
+        activation = None
+        local = features.new_zeros(features.shape[0], len(self.parents))
         for h, layer in enumerate(self.global_layers):
             inputs = features if activation is None else torch.cat([activation, features], 1)
             activation = self.dropout(torch.relu(layer(inputs)))

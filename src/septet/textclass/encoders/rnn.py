@@ -92,7 +92,7 @@ class TextRNN(TextEncoder):
         else:
             h = self.params.hidden_dim
             last = (mask.sum(1) - 1).clamp_min(0)
-            forward_last = out[torch.arange(out.shape[0]), last, :h]
+            forward_last = out[torch.arange(out.shape[0], device=out.device), last, :h]
             pooled = (
                 torch.cat([forward_last, out[:, 0, h:]], dim=1)
                 if self.params.bidirectional
