@@ -248,3 +248,21 @@ def test_large_results_are_written_column_by_column_as_the_row_writer_would(unit
     assert json.loads(rest_json(Result(table, 0))) == rest_body(Result(table, 0))
     narrow = table.select(["ts", "v"]).slice(0, 300)  # 300 rows x 2: columnar too
     assert json.loads(rest_json(Result(narrow, 0))) == rest_body(Result(narrow, 0))
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_timestamp_texts_of_a_column_equal_each_value_formatted_alone(unit):
+    import random
+
+    from septet.tsdb.server import _format_ts, _format_ts_list
+
+    rng = random.Random(3)
+    per_s = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
+    values = [rng.randint(-(10**10), 10**10) * per_s // 7 for _ in range(3000)]
+    values += [None, 0, -1, 86_400 * per_s - 1, 1451606400 * per_s]
+    texts = _format_ts_list(values, unit)
+    assert texts == [_format_ts(v, unit) for v in values]
+    assert (
+        texts[-1]
+        == "2016-01-01T00:00:00" + ("." + "0" * len(str(per_s)[1:]) if per_s > 1 else "") + "Z"
+    )
