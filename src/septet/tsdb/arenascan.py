@@ -26,7 +26,7 @@ from septet.tsdb.parallel import map_chunks
 from septet.tsdb.segment import TS, empty_numpy, from_numpy_valid
 
 # A segment's pieces are tested together when it has at least this many; fewer one by one.
-ARENA_MIN_PIECES = 4
+ARENA_MIN_PIECES = 32
 # Rows between two pieces that are tested and dropped rather than starting a new run.
 MAX_GAP_ROWS = 16384
 # Fewer values to gather (rows x columns) than this: not worth the thread pool.
@@ -136,22 +136,22 @@ def gather_filtered(
     """(timestamps, columns by name, passing rows per piece) of the rows of ``flat`` where
     every column ``ids[k]`` passes ``tests[k]``, piece after piece; ``columns``: (id, name,
     numpy dtype, Arrow type) of the fixed-width columns to gather."""
-    prefetch(list(flat), sorted(set(ids)), threads)
     by_segment: dict[int, list[int]] = {}
     for k, p in enumerate(flat):
         if isinstance(p, BlockPiece):
             by_segment.setdefault(id(p.reader), []).append(k)
+    groups = [m for m in by_segment.values() if len(m) >= ARENA_MIN_PIECES]
+    together = {k for m in groups for k in m}
+    alone = set(range(len(flat))) - together
+    prefetch([flat[k] for k in sorted(together)], sorted(set(ids)), threads, arenas=True)
+    prefetch([flat[k] for k in sorted(alone)], sorted(set(ids)), threads)
     hits = np.zeros(len(flat), np.int64)
     segments: list[_Segment] = []
-    alone: set[int] = set(range(len(flat)))
-    for members in by_segment.values():
-        if len(members) < ARENA_MIN_PIECES:
-            continue
+    for members in groups:
         where = np.array(members, np.int64)
         seg = _segment_hits([flat[k] for k in members], where, ids, tests)  # type: ignore[misc]
         hits += np.bincount(seg.owner, minlength=len(flat))
         segments.append(seg)
-        alone.difference_update(members)
     singles = []
     for k in sorted(alone):
         picks = piece_picks(flat[k], ids, tests)
@@ -161,7 +161,10 @@ def gather_filtered(
     out_at = np.cumsum(hits) - hits
     total = int(hits.sum())
     # Columns are decoded only for the pieces that kept rows.
-    prefetch([flat[k] for k in np.flatnonzero(hits).tolist()], [c for c, *_ in columns], threads)
+    kept = np.flatnonzero(hits).tolist()
+    cols = [c for c, *_ in columns]
+    prefetch([flat[k] for k in kept if k in together], cols, threads, arenas=True)
+    prefetch([flat[k] for k in kept if k in alone], cols, threads)
     for seg in segments:
         seg.place(out_at)
     wanted: list[tuple[int | str, np.dtype]] = [(TS, np.dtype(np.int64))]

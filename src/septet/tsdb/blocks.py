@@ -147,14 +147,24 @@ class BlockPiece(Piece):
             self.cache.added(*self._cache_key, nbytes)
 
     def arena(self, col: int | str) -> Arena:
-        """The arena of a column (``TS``: the timestamps) of this piece's segment, with this
-        block decoded into it."""
+        """The arena of a column (``TS``: the timestamps) of this piece's segment, made if
+        need be, with this block in it (copied from its own array when it has one)."""
+        arena = segment_arena(self.reader, self.cache, self.arenas, col, self.dtype_of(col))
+        if not arena.done[self.block.seq]:
+            own = self._entry().get((self.index, col, "np"))
+            decode_into(self.reader, self.cache, arena, self.block, col, own)
+        return arena
+
+    def _arena_if_done(self, col: int | str) -> Arena | None:
+        """The arena of a column if there is one that holds this block."""
         arena = self.arenas.get(col)
         if arena is None:
-            arena = segment_arena(self.reader, self.cache, self.arenas, col, self.dtype_of(col))
-        if not arena.done[self.block.seq]:
-            decode_into(self.reader, self.cache, arena, self.block, col)
-        return arena
+            with _STATS_LOCK:
+                arena = self.cache.peek_arena(self.reader, col, self.dtype_of(col))
+            self.arenas[col] = arena if arena is not None else False
+        if arena and arena.done[self.block.seq]:
+            return arena
+        return None
 
     def dtype_of(self, col: int | str) -> np.dtype:
         return _TS_DTYPE if col == TS else _FIXED[self.types[col]]  # type: ignore[index]
@@ -165,11 +175,31 @@ class BlockPiece(Piece):
             self.ts()
         return self.block.row0 + self.lo, self.block.row0 + self.hi
 
+    def _own(self, col: int | str) -> tuple[np.ndarray, np.ndarray | None]:
+        """The whole block's column as arrays of its own (decoded into the cache if need be)."""
+        entry = self._entry()
+        key = (self.index, col, "np")
+        got = entry.get(key)
+        if got is None:
+            got = entry[key] = read_block(self.reader, self.block, col, self.dtype_of(col))
+            self._added(got[0].nbytes + (0 if got[1] is None else got[1].nbytes))
+        return got
+
+    def _whole(self, col: int | str) -> tuple[np.ndarray, np.ndarray | None]:
+        """The whole block's column: its arena slot if decoded there, else its own arrays."""
+        arena = self._arena_if_done(col)
+        if arena is None:
+            return self._own(col)
+        r0 = self.block.row0
+        x = arena.values[r0 : r0 + self.block.rows]
+        if col == TS or arena.valid is None or not has_nulls(self.block, col):  # type: ignore[arg-type]
+            return x, None
+        return x, arena.valid[r0 : r0 + self.block.rows]
+
     def ts(self) -> np.ndarray:
         if self._ts is not None:
             return self._ts
-        r0 = self.block.row0
-        ts = self.arena(TS).values[r0 : r0 + self.block.rows]
+        ts = self._whole(TS)[0]
         if not self.whole:
             # t1 + 1, searched from the left, is t1 searched from the right.
             lo, hi = ts.searchsorted(np.array([self.t0, self.t1 + 1], np.int64)).tolist()
@@ -184,20 +214,15 @@ class BlockPiece(Piece):
 
     def _whole_column(self, col_id: int) -> pa.Array:
         typ = self.types[col_id]
-        if typ in _FIXED:  # an Arrow view of the arena slot, made once
-            arena = self.arena(col_id)
-            key = (self.block.seq, typ)
-            arr = arena.arrow.get(key)
-            if arr is None:
-                x, valid = self._slot(arena, col_id, 0, self.block.rows)
-                arr = arena.arrow[key] = from_numpy_valid(x, valid, typ)
-            return arr
         entry = self._entry()
         arr = entry.get((self.index, col_id))
         if arr is None:
-            arr = self.reader.read_column(self.block, col_id, typ, self.compressor)
+            if typ in _FIXED:  # an Arrow view of the numpy values, no copy
+                arr = from_numpy_valid(*self._whole(col_id), typ)
+            else:
+                arr = self.reader.read_column(self.block, col_id, typ, self.compressor)
+                self._added(arr.nbytes)
             entry[(self.index, col_id)] = arr
-            self._added(arr.nbytes)
         return arr
 
     def column(self, col_id: int) -> pa.Array:
@@ -207,22 +232,14 @@ class BlockPiece(Piece):
         self.ts()  # finds lo/hi
         return arr.slice(self.lo, self.hi - self.lo)
 
-    def _slot(
-        self, arena: Arena, col_id: int, lo: int, hi: int
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        r0 = self.block.row0
-        x = arena.values[r0 + lo : r0 + hi]
-        if arena.valid is None or not has_nulls(self.block, col_id):
-            return x, None
-        return x, arena.valid[r0 + lo : r0 + hi]
-
     def values(self, col_id: int) -> tuple[np.ndarray, np.ndarray | None]:
         if self.types[col_id] not in _FIXED:
             return to_numpy_valid(self.column(col_id))
-        arena = self.arena(col_id)
-        if not self.whole:
-            self.ts()
-        return self._slot(arena, col_id, self.lo, self.hi)
+        x, valid = self._whole(col_id)
+        if self.whole:
+            return x, valid
+        self.ts()
+        return x[self.lo : self.hi], None if valid is None else valid[self.lo : self.hi]
 
     def stats(self, col_id: int) -> list[Any] | None:
         if not self.whole:
@@ -235,6 +252,11 @@ class BlockPiece(Piece):
 
 
 _TS_DTYPE = np.dtype(np.int64)
+
+
+def blocks_lock() -> threading.Lock:
+    """The lock that guards the block cache's accounting (worker threads share it)."""
+    return _STATS_LOCK
 
 
 def has_nulls(block: BlockMeta, col_id: int) -> bool:
@@ -250,21 +272,33 @@ def segment_arena(
     """A segment's arena of one column, looked up in the block cache once per query
     (``memo``: the query's arenas of this segment)."""
     arena = memo.get(col)
-    if arena is None:
+    if not arena:  # None, or False: there was none when a piece looked
         with _STATS_LOCK:
             arena = memo[col] = cache.arena(reader, col, dtype)
     return arena
 
 
-def decode_into(
-    reader: SegmentReader, cache: BlockCache, arena: Arena, block: BlockMeta, col: int | str
-) -> None:
-    """Decode one block of a column (``TS``: timestamps) into its arena slot."""
-    dtype = arena.values.dtype
+def read_block(
+    reader: SegmentReader, block: BlockMeta, col: int | str, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One block of a fixed-width column (``TS``: the timestamps), decoded."""
     if col == TS:
-        values, valid = reader.read_ts(block), None
-    else:
-        values, valid = reader.read_values(block, col, dtype)  # type: ignore[arg-type]
+        return reader.read_ts(block), None
+    return reader.read_values(block, col, dtype)  # type: ignore[arg-type]
+
+
+def decode_into(
+    reader: SegmentReader,
+    cache: BlockCache,
+    arena: Arena,
+    block: BlockMeta,
+    col: int | str,
+    own: tuple[np.ndarray, np.ndarray | None] | None = None,
+) -> None:
+    """Put one block of a column (``TS``: timestamps) into its arena slot: copied from the
+    block's own arrays when it has them (``own``), else decoded."""
+    dtype = arena.values.dtype
+    values, valid = own if own is not None else read_block(reader, block, col, dtype)
     added = arena.fill(block, values, valid)
     if added:
         with _STATS_LOCK:
@@ -313,10 +347,13 @@ def clip(table: pa.Table, t0: int | None, t1: int | None) -> pa.Table:
     return table if mask.all() else table.filter(pa.array(mask))
 
 
-def prefetch(pieces: list[Piece], col_ids: list[int], threads: int = 0) -> None:
+def prefetch(
+    pieces: list[Piece], col_ids: list[int], threads: int = 0, arenas: bool = False
+) -> None:
     """Decode, on the thread pool, the blocks of ``pieces`` (timestamps and ``col_ids``) that
-    the block cache does not hold yet. Decoding (zstd, numpy's byte shuffles) releases the
-    GIL, so it runs on several cores; what follows runs with every block already decoded."""
+    the block cache does not hold yet: into their segments' arenas (``arenas``, for queries
+    that then read the pieces of a segment together) or as arrays of their own. Decoding
+    (zstd, numpy's byte shuffles) releases the GIL, so it runs on several cores."""
     todo: list[tuple[BlockPiece, int | str, Arena | None]] = []
     by_reader: dict[int, list[BlockPiece]] = {}
     for p in pieces:
@@ -326,15 +363,16 @@ def prefetch(pieces: list[Piece], col_ids: list[int], threads: int = 0) -> None:
         first = group[0]
         seqs = np.fromiter((p.block.seq for p in group), np.int64, len(group))
         for col in [TS, *col_ids]:
-            if col != TS and first.types[col] not in _FIXED:
-                entry_missing = [p for p in group if (p.index, col) not in p._entry()]
-                todo += [(p, col, None) for p in entry_missing]
+            fixed = col == TS or first.types[col] in _FIXED
+            if not fixed or not arenas:
+                tail = (col, "np") if fixed else (col,)
+                todo += [(p, col, None) for p in group if (p.index, *tail) not in p._entry()]
                 continue
             arena = segment_arena(first.reader, first.cache, first.arenas, col, first.dtype_of(col))
             missing = np.flatnonzero(~arena.done[seqs])
             todo += [(group[k], col, arena) for k in missing.tolist()]
     # Handing work to the pool costs thread wake-ups and GIL hand-overs (milliseconds on a
-    # busy machine): a few blocks are left to be decoded on the calling thread as it reads.
+    # busy machine): a few blocks are decoded on the calling thread.
     if not todo:
         return
     if len(todo) < MIN_PARALLEL_DECODES:
@@ -347,12 +385,16 @@ def prefetch(pieces: list[Piece], col_ids: list[int], threads: int = 0) -> None:
 
 
 def decode(todo: list[tuple[BlockPiece, int | str, Arena | None]]) -> None:
-    """Decode (piece, column, its arena or None for a column kept as Arrow) blocks."""
+    """Decode (piece, column, its arena or None: arrays of its own) blocks."""
     for p, col, arena in todo:
-        if arena is None:
+        if arena is not None:
+            if not arena.done[p.block.seq]:
+                own = p._entry().get((p.index, col, "np"))
+                decode_into(p.reader, p.cache, arena, p.block, col, own)
+        elif col == TS or p.types[col] in _FIXED:
+            p._own(col)
+        else:
             p._whole_column(col)  # type: ignore[arg-type]
-        elif not arena.done[p.block.seq]:
-            decode_into(p.reader, p.cache, arena, p.block, col)
 
 
 def search_sorted_runs(ts: np.ndarray, lo: np.ndarray, hi: np.ndarray, v: np.ndarray) -> np.ndarray:

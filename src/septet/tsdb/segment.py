@@ -271,31 +271,36 @@ class Arena:
     """One fixed-width column (or the timestamps) of one segment, decoded into one array.
 
     Every block of every table has its slot, in file order (``BlockMeta.row0``); a block is
-    decoded into its slot the first time it is read, and ``done`` records which are. A
-    block is still decoded alone, but the blocks of many tables then lie side by side in
-    memory, so that a query over many tables reduces, compares or gathers them with one
-    numpy call per run of neighbouring blocks instead of one per block (and such calls,
-    long enough, release the GIL and run on several cores). Slots not decoded hold zeros
-    (the array is allocated lazily by the OS; untouched pages cost no memory), and so do
-    NULL slots. ``valid`` exists once some decoded block holds a NULL.
+    decoded into its slot the first time a query over many tables needs it, and ``done``
+    records which are. A block is still decoded alone, but the blocks of many tables then
+    lie side by side in memory, so that a query over many tables reduces, compares or
+    gathers them with one numpy call per run of neighbouring blocks instead of one per
+    block (and such calls, long enough, release the GIL and run on several cores). Slots
+    not decoded hold zeros, and so do NULL slots. ``valid`` exists once some decoded block
+    holds a NULL. An arena is made only for queries over many blocks of a segment (the
+    block cache counts all of it); queries that read a few blocks keep them as arrays of
+    their own (BlockCache.table).
     """
 
-    __slots__ = ("arrow", "done", "lock", "nbytes", "valid", "values", "windows")
+    __slots__ = ("arrow", "done", "filled", "lock", "valid", "values", "windows")
 
     def __init__(self, reader: SegmentReader, dtype: np.dtype):
-        self.values = np.zeros(reader.rows, dtype)
+        # Zeroed (and so backed by memory) at once: the OS hands out fresh pages one fault at
+        # a time, and a fault costs ~5-10 us here, as much as decoding the block itself.
+        self.values = np.empty(reader.rows, dtype)
+        self.values.fill(0)
         self.valid: np.ndarray | None = None
         self.done = np.zeros(reader.n_blocks, dtype=bool)
-        self.nbytes = 0
         self.lock = threading.Lock()
-        # (interval, offset) -> positions where a window or a block starts (timestamps only)
-        self.windows: dict[tuple[int, int], np.ndarray] = {}
+        self.filled = 0  # blocks decoded so far: what was derived from fewer is stale
+        # (interval, offset) -> (filled, positions where a window starts), timestamps only
+        self.windows: dict[tuple[int, int], tuple[int, np.ndarray]] = {}
         self.arrow: dict[Any, pa.Array] = {}  # (block, type) -> an Arrow view of its slot
 
     def fill(self, block: BlockMeta, values: np.ndarray, valid: np.ndarray | None) -> int:
         """Store one decoded block in its slot; the bytes this added."""
         lo, hi = block.row0, block.row0 + block.rows
-        added = values.nbytes
+        added = 0  # the values' slot was counted with the arena
         with self.lock:
             if self.done[block.seq]:
                 return 0
@@ -307,7 +312,7 @@ class Arena:
                 values = np.where(valid, values, values.dtype.type(0))
             self.values[lo:hi] = values
             self.done[block.seq] = True
-            self.nbytes += added
+            self.filled += 1
         return added
 
     def complete(self) -> bool:
@@ -364,9 +369,14 @@ class BlockCache:
         if entry is None:
             entry = self._tables[key] = Arena(reader, dtype)
             self._sizes[key] = 0
+            self.added(reader.name, key[1:], entry.values.nbytes)
         else:
             self._tables.move_to_end(key)
         return entry
+
+    def peek_arena(self, reader: SegmentReader, column: int | str, dtype: np.dtype) -> Arena | None:
+        """The arena of a column of a segment if there is one (none is made)."""
+        return self._tables.get((reader.name, "arena", column, dtype.str))
 
     def arena_added(self, reader: SegmentReader, column: int | str, dtype: np.dtype, n: int):
         """Account for ``n`` bytes just stored in an arena; evict old entries."""

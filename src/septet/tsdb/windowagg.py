@@ -20,14 +20,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from septet.tsdb.blocks import _FIXED, BlockPiece, Piece, arena_runs, prefetch, segment_arena
+from septet.tsdb.blocks import (
+    _FIXED,
+    BlockPiece,
+    Piece,
+    arena_runs,
+    blocks_lock,
+    prefetch,
+    segment_arena,
+)
 from septet.tsdb.parallel import map_chunks
 from septet.tsdb.segment import TS, from_numpy_valid
 
 FUNCTIONS = ("COUNT", "SUM", "AVG", "MIN", "MAX", "SPREAD")
 # A segment's pieces are reduced a run at a time (one numpy call per run of neighbouring
 # blocks and column, see segment.Arena) when it has at least this many; fewer go one by one.
-ARENA_MIN_PIECES = 4
+ARENA_MIN_PIECES = 32
 # Rows between two pieces that are reduced and thrown away rather than starting a new run
 # (a numpy call costs about as much as reducing some thousands of rows).
 MAX_GAP_ROWS = 16384
@@ -240,20 +248,23 @@ class _Run:
     rows: np.ndarray  # per real group
 
 
-def _arena_windows(piece: BlockPiece, wins) -> np.ndarray | None:
-    """Positions in a segment's arenas where a window starts (or the timestamps jump back, at
-    a block of another table), for the whole segment once all its timestamps are decoded
-    (cached with them), else None."""
+def _arena_windows(piece: BlockPiece, wins) -> np.ndarray:
+    """Positions in a segment's arenas where the window of the timestamps changes, over the
+    whole segment (a block not decoded holds zeros: one window, no change inside it),
+    cached with the timestamps until more blocks are decoded."""
     arena = piece.arena(TS)
     key = (wins.interval, wins.offset)
+    filled = arena.filled
     got = arena.windows.get(key)
-    if got is None:
-        if not arena.complete():
-            return None
-        w = (arena.values - wins.offset) // wins.interval
-        got = arena.windows[key] = np.flatnonzero(w[1:] != w[:-1]) + 1
-        piece.cache.arena_added(piece.reader, TS, arena.values.dtype, got.nbytes)
-    return got
+    if got is not None and got[0] == filled:
+        return got[1]
+    w = (arena.values - wins.offset) // wins.interval
+    starts = np.flatnonzero(w[1:] != w[:-1]) + 1
+    arena.windows[key] = (filled, starts)
+    grown = starts.nbytes - (0 if got is None else got[1].nbytes)
+    with blocks_lock():
+        piece.cache.arena_added(piece.reader, TS, arena.values.dtype, grown)
+    return starts
 
 
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -278,7 +289,10 @@ def _segment_runs(
         return runs, np.zeros(0, np.int64), np.zeros(0, np.int64)
     first = pieces[0]
     ts = first.arena(TS).values
-    windows = None if wins is None else _arena_windows(first, wins)
+    # Window starts: from the whole segment (cached) when the pieces cover much of it, else
+    # from the pieces' own rows.
+    wide = wins is not None and int((e - s).sum()) * 4 >= ts.size
+    windows = _arena_windows(first, wins) if wide else None
     for i, j in itertools.pairwise(bounds):
         rs, re_ = s[i:j], e[i:j]
         a, b = int(rs[0]), int(re_[-1])
@@ -287,8 +301,9 @@ def _segment_runs(
             lo, hi = windows.searchsorted(rs, "right"), windows.searchsorted(re_)
             parts.append(windows[_ranges(lo, hi)])
         elif wins is not None:
-            w = (ts[a:b] - wins.offset) // wins.interval
-            parts.append(np.flatnonzero(w[1:] != w[:-1]) + (a + 1))
+            rows = _ranges(rs, re_)
+            w = (ts[rows] - wins.offset) // wins.interval
+            parts.append(rows[1:][w[1:] != w[:-1]])
         edges = np.sort(np.concatenate(parts))
         edges = edges[np.concatenate(([True], edges[1:] != edges[:-1]))]  # group starts, b
         starts = edges[:-1]
@@ -416,9 +431,8 @@ def aggregate(
                     continue
             one.append(p)
         rest.append((pid, one))
-    prefetch(cut, list(needs), threads)
-    # A segment's pieces are reduced together (see _arena_partials) where it has several;
-    # the others, and pieces answered from their statistics, one by one.
+    # A segment's pieces are reduced together (see _arena_partials) where it has many; the
+    # others, and pieces answered from their statistics, one by one.
     arena_groups = []
     for group in by_segment.values():
         if len(group) >= ARENA_MIN_PIECES:
@@ -426,6 +440,11 @@ def aggregate(
         else:
             for pid, p in group:
                 rest.append((pid, [p]))
+    in_arenas = [p for group in arena_groups for _, p in group]
+    prefetch(in_arenas, list(needs), threads, arenas=True)
+    if len(in_arenas) < len(cut):
+        chosen = {id(p) for p in in_arenas}
+        prefetch([p for p in cut if id(p) not in chosen], list(needs), threads)
     parts = [_tables_partials(rest, wins, plans)]
     if arena_groups:
         parts.append(_arena_partials(arena_groups, wins, plans, threads))
