@@ -78,14 +78,15 @@ def delta_of_delta_encode(ts: np.ndarray) -> np.ndarray:
 
 
 def delta_of_delta_decode(dod: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`delta_of_delta_encode`: two running sums."""
+    """Inverse of :func:`delta_of_delta_encode`: two running sums (integer sums wrap, and
+    numpy warns about no integer overflow, so no error state is needed)."""
     if dod.size < 2:
         return dod.astype(np.int64).copy()
-    with np.errstate(over="ignore"):
-        deltas = np.cumsum(dod[1:], dtype=np.int64)
-        out = np.empty(dod.size, dtype=np.int64)
-        out[0] = dod[0]
-        out[1:] = dod[0] + np.cumsum(deltas, dtype=np.int64)
+    out = np.empty(dod.size, dtype=np.int64)
+    out[0] = 0
+    np.cumsum(dod[1:], dtype=np.int64, out=out[1:])
+    np.cumsum(out[1:], dtype=np.int64, out=out[1:])
+    out += dod[0]
     return out
 
 
@@ -119,8 +120,14 @@ def xor_split_decode(buf: bytes | memoryview, dtype: np.dtype, n: int) -> np.nda
     width = np.dtype(dtype).itemsize
     utype = np.uint64 if width == 8 else np.uint32
     planes = np.frombuffer(buf, dtype=np.uint8, count=n * width).reshape(width, n)
-    x = np.ascontiguousarray(planes.T).view(utype).reshape(n)
-    return np.bitwise_xor.accumulate(x).view(dtype)
+    # One strided copy per byte plane: numpy copies a transposed (n, width) byte array
+    # element by element, ~1.5x slower.
+    x = np.empty(n, utype)
+    as_bytes = x.view(np.uint8).reshape(n, width)
+    for k in range(width):
+        as_bytes[:, k] = planes[k]
+    np.bitwise_xor.accumulate(x, out=x)
+    return x.view(dtype)
 
 
 def compress(raw: bytes, compressor: str, level: int = 3) -> bytes:
