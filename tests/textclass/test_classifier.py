@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from septet.errors import CheckpointError, InputError
+from septet.errors import CheckpointError, ConfigError, InputError
 from septet.textclass.classifier import TextClassifier
 from septet.textclass.taxonomy import Taxonomy
 
@@ -228,3 +228,67 @@ def test_epochs_are_judged_at_their_best_single_threshold(toy_train, toy_dev):
     expected = summary_scores(truth, (dev_probabilities >= threshold).astype(np.int8))
     best = classifier.training_["history"][classifier.training_["best_epoch"] - 1]
     assert best["dev_micro_f1"] == pytest.approx(expected["micro_f1"])
+
+
+def _hierarchical(**overrides):
+    taxonomy = Taxonomy.from_paths(sorted(CUE_LABELS))
+    return small_cnn(**overrides).set_params(hierarchy=taxonomy)
+
+
+CUE_LABELS = ["sport--football", "sport--tennis", "tech--linux", "tech--chips"]
+
+
+def test_selection_level_judges_epochs_by_that_levels_micro_f1(toy_train, toy_dev):
+    from septet.textclass.decoding import tune_global_threshold
+    from septet.textclass.hierarchy import add_ancestors
+    from septet.textclass.metrics import summary_scores
+
+    classifier = _hierarchical(epochs=1, early_stopping=0, selection_level=2)
+    classifier.fit(*toy_train, dev=toy_dev)
+    space = classifier.label_space
+    leaves = space.levels == 2
+    probabilities = classifier.predict_proba(toy_dev[0])
+    truth = space.to_matrix(toy_dev[1])
+    threshold = np.float32(tune_global_threshold(probabilities[:, leaves], truth[:, leaves]))
+    predicted = add_ancestors((probabilities >= threshold).astype(np.int8), space.ancestor_matrix())
+    expected = summary_scores(truth[:, leaves], predicted[:, leaves])["micro_f1"]
+    assert classifier.training_["history"][0]["dev_micro_f1"] == pytest.approx(expected)
+    everything = _hierarchical(epochs=1, early_stopping=0).fit(*toy_train, dev=toy_dev)
+    assert everything.training_["history"][0]["dev_micro_f1"] != pytest.approx(expected)
+
+
+def test_thresholds_per_level_tune_each_level_on_its_own(toy_train, toy_dev):
+    from septet.textclass.decoding import tune_thresholds
+
+    classifier = _hierarchical(epochs=1, thresholds_per_level=True)
+    classifier.fit(*toy_train, dev=toy_dev)
+    space = classifier.label_space
+    probabilities = classifier.predict_proba(toy_dev[0])
+    truth = space.to_matrix(toy_dev[1])
+    np.testing.assert_array_equal(
+        classifier.tune_thresholds(probabilities, truth), classifier.thresholds
+    )
+    # Noisy scores of frequent parents and rarer children (the toy set is too separable
+    # for the two ways of tuning to differ).
+    rng = np.random.default_rng(0)
+    frequency = np.where(space.levels == 1, 0.5, 0.1)
+    truth = (rng.random((400, len(frequency))) < frequency).astype(np.int8)
+    probabilities = 1 / (1 + np.exp(-(2 * truth - 1 + rng.normal(0, 1.5, truth.shape))))
+    classifier.thresholds = classifier.tune_thresholds(probabilities, truth)
+    for level in (1, 2):
+        columns = space.levels == level
+        alone = tune_thresholds(
+            probabilities[:, columns], truth[:, columns], min_support=5, objective="micro"
+        )
+        np.testing.assert_array_equal(classifier.thresholds[columns], alone)
+    together = tune_thresholds(probabilities, truth, min_support=5, objective="micro")
+    assert not np.array_equal(classifier.thresholds, together)  # the option changes something
+    flat = classifier.set_params(thresholds_per_level=False)
+    np.testing.assert_array_equal(flat.tune_thresholds(probabilities, truth), together)
+
+
+def test_selection_level_must_be_a_level_of_the_hierarchy(toy_train, toy_dev):
+    with pytest.raises(ConfigError, match=r"selection_level = 3 is not a level.*\[1, 2\]"):
+        _hierarchical(epochs=1, selection_level=3).fit(*toy_train, dev=toy_dev)
+    with pytest.raises(ConfigError, match="needs a hierarchy"):
+        small_cnn(epochs=1, selection_level=2).fit(*toy_train, dev=toy_dev)

@@ -170,6 +170,8 @@ class TextClassifier:
             self.label_space.levels,
             self._parent_ids(),
         )
+        if hasattr(self.model.encoder, "fit_corpus"):  # corpus statistics (NGramLinear's idf)
+            self.model.encoder.fit_corpus(train_ids)
         if train_options.prior_bias:
             self.model.head.init_bias(
                 prior_bias(train_targets, softmax=loss_options.name == "softmax_ce")
@@ -194,6 +196,7 @@ class TextClassifier:
 
         evaluation = self.sections["eval"]
         tuned = self.multi_label and evaluation.decoding != "argmax" and evaluation.tune_thresholds
+        judged = self._selected_columns()
 
         def dev_score(probabilities: np.ndarray) -> float:
             from septet.textclass.decoding import tune_global_threshold
@@ -204,10 +207,12 @@ class TextClassifier:
                 # best single threshold, not at the fixed eval.threshold: a model whose
                 # scores run low (rare labels) or high (positive weights) is otherwise
                 # judged by its calibration rather than its ranking.
-                self.thresholds = np.float32(tune_global_threshold(probabilities, dev_targets))
+                self.thresholds = np.float32(
+                    tune_global_threshold(probabilities[:, judged], dev_targets[:, judged])
+                )
             predictions = self.decode_probabilities(probabilities)
             self.thresholds = None
-            return summary_scores(dev_targets, predictions)["micro_f1"]
+            return summary_scores(dev_targets[:, judged], predictions[:, judged])["micro_f1"]
 
         result = train_model(
             self.model,
@@ -225,17 +230,10 @@ class TextClassifier:
         )
         self.model.load_state_dict(result.best_state)
         if self.multi_label and evaluation.decoding != "argmax" and evaluation.tune_thresholds:
-            from septet.textclass.decoding import tune_thresholds
-
             dev_probabilities = result.best_dev_probabilities
             if dev_probabilities is None:  # resumed after the best epoch: compute them again
                 dev_probabilities = self._probabilities(dev_ids)
-            self.thresholds = tune_thresholds(
-                dev_probabilities,
-                dev_targets,
-                min_support=evaluation.threshold_min_support,
-                objective=evaluation.threshold_objective,
-            )
+            self.thresholds = self.tune_thresholds(dev_probabilities, dev_targets)
         self.training_ = {
             "best_epoch": result.best_epoch,
             "best_dev_micro_f1": result.best_score,
@@ -247,6 +245,47 @@ class TextClassifier:
             "dev_documents": len(dev_documents),
         }
         return self
+
+    def tune_thresholds(
+        self, probabilities: np.ndarray, targets: np.ndarray, objective: str | None = None
+    ) -> np.ndarray:
+        """Per-label thresholds tuned on (dev) ``probabilities`` against 0/1 ``targets`` by
+        the [eval] options (``objective`` overrides eval.threshold_objective); with
+        eval.thresholds_per_level, each hierarchy level is tuned on its own."""
+        from septet.textclass.decoding import tune_thresholds
+
+        evaluation = self.sections["eval"]
+        options = {
+            "min_support": evaluation.threshold_min_support,
+            "objective": objective or evaluation.threshold_objective,
+        }
+        if not (evaluation.thresholds_per_level and self.label_space.hierarchical):
+            return tune_thresholds(probabilities, targets, **options)
+        thresholds = np.zeros(probabilities.shape[1], dtype=np.float32)
+        for level in np.unique(self.label_space.levels):
+            columns = self.label_space.levels == level
+            thresholds[columns] = tune_thresholds(
+                probabilities[:, columns], targets[:, columns], **options
+            )
+        return thresholds
+
+    def _selected_columns(self) -> np.ndarray:
+        """The labels whose dev micro-F1 judges an epoch (eval.selection_level)."""
+        level = self.sections["eval"].selection_level
+        everything = np.ones(len(self.label_space.labels), dtype=bool)
+        if level == 0:
+            return everything
+        if not self.label_space.hierarchical:
+            raise ConfigError(
+                f"eval.selection_level = {level} needs a hierarchy; use 0 for a flat task"
+            )
+        levels = self.label_space.levels
+        if level < 0 or not (levels == level).any():
+            raise ConfigError(
+                f"eval.selection_level = {level} is not a level of this hierarchy; its levels "
+                f"are {sorted(set(levels.tolist()))} (or 0 for all labels)"
+            )
+        return levels == level
 
     def _documents(self, texts, labels, role: str) -> list[Document]:
         if isinstance(texts, str) or not isinstance(texts, Sequence):

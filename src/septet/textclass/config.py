@@ -71,7 +71,7 @@ class ModelSection:
         "TextRCNN",
         "encoder name: FastText, TextCNN, TextRNN, TextRCNN, DRNN, "
         "DPCNN, TextVDCNN, AttentiveConvNet, RegionEmbedding, Transformer, "
-        "StarTransformer, HMCN, MiniLM",
+        "StarTransformer, HMCN, MiniLM, NGramLinear",
     )
     params: dict = option(  # noqa: RUF009 - option() returns a field
         {},
@@ -164,6 +164,16 @@ class EvalSection:
         "the micro-F1 of those labels pooled (tune_thresholds only)",
     )
     top_k: int = option(3, "labels per document (decoding = top_k only)")
+    selection_level: int = option(
+        0,
+        "hierarchies: judge each epoch (best epoch, early stopping) by the dev micro-F1 of "
+        "the labels at this level only, e.g. 2 for the tags under facets; 0 = all labels",
+    )
+    thresholds_per_level: bool = option(
+        False,
+        "hierarchies: tune the thresholds of each level's labels for that level's own F1, "
+        "so that the many parent labels do not steer the thresholds of their children",
+    )
 
 
 @dataclass

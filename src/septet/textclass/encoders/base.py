@@ -112,6 +112,7 @@ def _load_families() -> None:
         cnn,
         fasttext,
         hmcn,
+        linear,
         pretrained,
         rnn,
     )
