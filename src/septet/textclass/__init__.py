@@ -2,6 +2,7 @@
 
 Table of contents:
 - :class:`TextClassifier` - fit / predict / predict_proba / evaluate / save / load
+- :class:`TextEnsemble` - several classifiers' probabilities averaged, thresholds tuned on dev
 - :func:`create_encoder`, :func:`list_encoders` - the encoder registry
 - :class:`Taxonomy` - NeuralClassifier's taxonomy TSV; :func:`read_documents` - its JSONL and
   plain ``{"text", "labels"}`` JSONL
@@ -17,6 +18,7 @@ __all__ = [
     "Document",
     "Taxonomy",
     "TextClassifier",
+    "TextEnsemble",
     "build_debtags",
     "config_reference",
     "create_encoder",
@@ -39,6 +41,7 @@ __getattr__, __dir__ = lazy_exports(
     {
         "Document": ".data",
         "TextClassifier": ".classifier",
+        "TextEnsemble": ".ensemble",
         "Taxonomy": ".taxonomy",
         "build_debtags": ".datasets.debtags",
         "config_reference": ".config",

@@ -392,15 +392,18 @@ class TextClassifier:
             single_label=not self.multi_label,
         )
 
-    def decode_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
-        """0/1 predictions from probabilities: the configured decoding, tuned thresholds and
-        (hierarchies) ancestor closure."""
+    def decode_probabilities(
+        self, probabilities: np.ndarray, thresholds: np.ndarray | None = None
+    ) -> np.ndarray:
+        """0/1 predictions from probabilities: the configured decoding, the tuned thresholds
+        (or these ``thresholds``) and (hierarchies) ancestor closure."""
         from septet.textclass.decoding import decode
         from septet.textclass.hierarchy import add_ancestors
 
         evaluation = self.sections["eval"]
         method = "argmax" if not self.multi_label else evaluation.decoding
-        thresholds = self.thresholds if self.thresholds is not None else evaluation.threshold
+        if thresholds is None:
+            thresholds = self.thresholds if self.thresholds is not None else evaluation.threshold
         predictions = decode(
             probabilities, method=method, thresholds=thresholds, top_k=evaluation.top_k
         )
