@@ -266,3 +266,44 @@ def test_timestamp_texts_of_a_column_equal_each_value_formatted_alone(unit):
         texts[-1]
         == "2016-01-01T00:00:00" + ("." + "0" * len(str(per_s)[1:]) if per_s > 1 else "") + "Z"
     )
+
+
+def test_write_requests_take_turns(tmp_path, monkeypatch):
+    """Two line-protocol bodies are parsed and written one after the other, not at once:
+    on the GIL two at once only slowed each other (see Server.__init__)."""
+    import threading
+    import time
+
+    import septet.tsdb.line_protocol as lp
+    from septet.tsdb.server import Server
+
+    running, most = [0], [0]
+    real = lp.write_line_protocol
+
+    def tracked(*args, **kw):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        try:
+            return real(*args, **kw)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(lp, "write_line_protocol", tracked)
+    server = Server(tmp_path, fsync="off")
+    try:
+        root = server.users.authenticate("root", "taosdata")
+        server.run_sql(root, "CREATE DATABASE w", None)
+        lines = [f"m,host=h{i} v={i} {1700000000000 + i}".encode() for i in range(4)]
+        threads = [
+            threading.Thread(target=server.write_lines, args=(root, "w", b, "ms", "influx"))
+            for b in lines
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert most[0] == 1
+        assert server.run_sql(root, "SELECT count(*) FROM w.m", None).endswith(b'[[4]],"rows":1}')
+    finally:
+        server.close()

@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -70,6 +71,12 @@ class Server:
         self.started = time.time()
         self.requests = 0
         self._verified_headers: dict[str, User] = {}
+        # Write requests take turns, parsing included. Two at once only share the GIL: the
+        # columnar parser's numpy calls and the insert's per-table Python loop hand it back
+        # and forth. 1,000 hosts, two client workers, alternating runs on a loaded machine:
+        # 154k-184k rows per server CPU s with this lock, 146k-160k without. Queries do not
+        # wait for it.
+        self._write_lock = threading.Lock()
         self.statements = StatementCache()  # SELECTs that differ only in literals: parsed once
 
     def close(self) -> None:
@@ -166,9 +173,10 @@ class Server:
 
         if user.read_only:
             raise PermissionDenied(f"user {user.name!r} is read-only")
-        if fmt == "influx":
-            return write_line_protocol(self.connection, database, text, precision)
-        return write_points(self.connection, database, parse_opentsdb(text), "ms")
+        with self._write_lock:
+            if fmt == "influx":
+                return write_line_protocol(self.connection, database, text, precision)
+            return write_points(self.connection, database, parse_opentsdb(text), "ms")
 
 
 def _format_ts(value: Any, unit: str) -> str | None:
