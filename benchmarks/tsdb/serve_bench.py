@@ -604,7 +604,9 @@ def main() -> None:
             for workers in [int(w) for w in args.workers.split(",")]:
                 for s in systems:
                     shutil.rmtree(data[s.key], ignore_errors=True)
+                    load0 = os.getloadavg()[0]
                     seconds, cpu = load(s, data[s.key], payloads, gen.tags(), workers)
+                    load1 = os.getloadavg()[0]
                     disk = s.disk_bytes(data[s.key])
                     row = {"system": s.name, "workers": workers,
                            "rows/s": round(payloads.rows / seconds),
@@ -612,7 +614,9 @@ def main() -> None:
                            "seconds": round(seconds, 2),
                            "server CPU s": round(cpu, 2),
                            "rows per server CPU s": round(payloads.rows / max(cpu, 1e-9)),
-                           "disk bytes/metric": round(disk / n_metrics, 2)}  # fmt: skip
+                           "disk bytes/metric": round(disk / n_metrics, 2),
+                           # The machine is shared: its 1-minute load average before/after.
+                           "load avg": f"{load0:.1f}/{load1:.1f}"}  # fmt: skip
                     print(row, flush=True)
                     table.append(row)
                     runs[f"{s.key} x{workers}"] = row
@@ -634,6 +638,7 @@ def main() -> None:
             answers: dict[str, dict[str, list]] = {s.key: {} for s in systems}
             for s in systems:
                 s.start(data[s.key], fresh=False)
+            loads = [os.getloadavg()[0]]  # the shared machine's 1-minute load average
             try:
                 k = 0
                 for qt in query_types:
@@ -663,7 +668,8 @@ def main() -> None:
                                 cpu[s.key].setdefault(qt, []).append(used / 1e6)
                     medians = {s.key: round(statistics.median(times[s.key][qt]), 2)
                                for s in systems if times[s.key].get(qt)}  # fmt: skip
-                    print(qt, "median ms", medians, flush=True)
+                    loads.append(os.getloadavg()[0])
+                    print(qt, "median ms", medians, f"load {loads[-1]:.1f}", flush=True)
             finally:
                 for s in systems:
                     with contextlib.suppress(Exception):  # a dead server has nothing to stop
@@ -695,9 +701,11 @@ def main() -> None:
                         "queries": results,
                         "answers": answers,
                         "failed": failed,
+                        "load_averages": loads,
                     },
                     {f"TSBS devops queries over each server's API, {label}": table},
                     notes=QUERY_NOTES.format(n=args.instances)
+                    + f" Load average (1 min) while querying: {min(loads):.1f}-{max(loads):.1f}."
                     + "".join(f" FAILED: {classes[k].name} at {why}." for k, why in failed.items()),
                 )
     finally:
@@ -718,7 +726,8 @@ INGEST_NOTES = (
 QUERY_NOTES = (
     "TSBS devops query instances (benchmarks/tsdb/run.py's parameters, seed 123): {n} per type "
     "after one warm-up, the same for every system, systems in a rotating order. Latency is the "
-    "client's: request, execution and reading the whole answer. septet: TDengine SQL on "
+    "client's: request, execution and reading the whole answer (HTTP: one keep-alive "
+    "http.client connection per server, renewed after 4 s idle). septet: TDengine SQL on "
     "/rest/sql; InfluxDB: InfluxQL on /query; VictoriaMetrics: TSBS's PromQL on "
     "/api/v1/query_range (TSBS has none for high-cpu, lastpoint and groupby-orderby-limit: "
     "blank); PostgreSQL: SQL over psycopg on a plain table with (hostname, time) and (time) "
