@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import septet.tsdb as tsdb
 from septet.tsdb import arenascan, blocks, segment, windowagg
+from septet.tsdb import engine as engine_module
 
 from .conftest import MINUTE, T0
 from .test_queries import norm
@@ -67,7 +68,10 @@ def many_tables(threads: int = 1, cache_bytes: int = 512 << 20, tmp=None) -> tsd
         if flush == 0:
             c.execute("ALTER STABLE m ADD COLUMN x BIGINT")
         c.flush()
-    # Newer rows over stored ones: those blocks overlap the memtable and are merged.
+    # A fourth segment whose blocks overlap the first's (sub-table 7), and newer rows over
+    # stored ones in the memtable (sub-table 3): those are merged, not read block by block.
+    c.insert_arrow("m", _rows(rng, 50, 40, 7).append_column("x", pa.array([8] * 40)))
+    c.flush()
     c.insert_arrow("m", _rows(rng, 250, 30, 3).append_column("x", pa.array([9] * 30)))
     return c
 
@@ -126,12 +130,14 @@ def _same(got, want, sql):
     assert norm(got) == norm(want), sql
 
 
-@pytest.mark.parametrize("gap", [0, 100, 10**6])
-def test_arena_runs_give_the_per_piece_answers(reference, monkeypatch, gap):
+@pytest.mark.parametrize(("gap", "bulk"), [(0, 10**9), (100, 1), (10**6, 1)])
+def test_arena_runs_give_the_per_piece_answers(reference, monkeypatch, gap, bulk):
     # gap: rows between two pieces read and thrown away rather than a new run; 0: every
-    # piece is its own run, 10**6: a segment is one run.
+    # piece is its own run, 10**6: a segment is one run. bulk: the tables from which pieces
+    # are found segment by segment (engine._pieces_bulk) rather than table by table.
     monkeypatch.setattr(windowagg, "MAX_GAP_ROWS", gap)
     monkeypatch.setattr(arenascan, "MAX_GAP_ROWS", gap)
+    monkeypatch.setattr(engine_module, "BULK_PIECES_TABLES", bulk)
     c = many_tables()
     for sql, want in reference.items():
         got = c.execute(sql).fetchall()
@@ -139,6 +145,41 @@ def test_arena_runs_give_the_per_piece_answers(reference, monkeypatch, gap):
             assert _identical(got, want), sql  # gathered rows: the same, in the same order
         else:
             _same(got, want, sql)
+
+
+def _cells(piece) -> list:
+    """A piece's values of column 1, bit for bit (NaN too); NULL as None."""
+    x, valid = piece.values(1)
+    return [
+        None if valid is not None and not valid[k] else x[k : k + 1].tobytes()
+        for k in range(x.size)
+    ]
+
+
+@pytest.mark.parametrize("window", [None, (T0 + 90 * MINUTE, T0 + 420 * MINUTE)])
+def test_pieces_found_in_bulk_are_the_pieces_found_table_by_table(window):
+    c = many_tables()
+    engine = c.engine
+    uids = sorted(t.uid for t in engine.dbs["s"].tables.values())
+    t0, t1 = window or (None, None)
+    ids = [1, 2]
+
+    def described(pieces):
+        return [
+            [(type(p).__name__, p.t0, p.t1, p.whole, p.ts().tobytes(), _cells(p)) for p in ps]
+            for ps in pieces
+        ]
+
+    def skip(block):  # a filter's min/max test
+        return block.t0 % 3 == 0
+
+    with engine.lock:
+        for rule in (None, skip):
+            bulk = engine._pieces_bulk(uids, ids, t0, t1, rule, {})
+            assert bulk is not None
+            one_by_one = [engine.pieces_many([u], ids, t0, t1, skip=rule)[0] for u in uids]
+            assert described(bulk) == described(one_by_one)
+    assert any(isinstance(p, blocks.RowsPiece) for ps in bulk for p in ps)  # merged ones too
 
 
 def test_arena_paths_really_run(monkeypatch):

@@ -157,6 +157,10 @@ def merge_sources(sources: list[pa.Table], known_sorted: list[bool] | None = Non
     return table.take(order[keep])
 
 
+# Queries over at least this many tables find their blocks segment by segment with numpy.
+BULK_PIECES_TABLES = 64
+
+
 class Engine:
     """One database directory (or memory): every database, table and row in it."""
 
@@ -918,6 +922,10 @@ class Engine:
         names_of: dict[str, list[SegmentReader]] = {}
         types_of: dict[Any, dict[int, pa.DataType]] = {}
         arenas: dict[str, dict] = {}  # per segment: the arenas its pieces looked up
+        if len(uids) >= BULK_PIECES_TABLES:
+            bulk = self._pieces_bulk(uids, col_ids, t0, t1, skip, arenas)
+            if bulk is not None:
+                return bulk
         out = []
         for uid in uids:
             db = self.dbs[self.uid_db[uid]]
@@ -933,6 +941,79 @@ class Engine:
                 types = {c.id: arrow_type(c.type, prec) for c in db.columns_of(table)}
                 types_of[key] = types
             out.append(self._pieces(uid, db, readers, types, wanted, col_ids, t0, t1, skip, arenas))
+        return out
+
+    def _pieces_bulk(
+        self,
+        uids: list[int],
+        col_ids: list[int],
+        t0: int | None,
+        t1: int | None,
+        skip: Callable[[BlockMeta], bool] | None,
+        arenas: dict[str, dict],
+    ) -> list[list[Piece]] | None:
+        """:meth:`pieces_many` of many sub-tables of one super table, their blocks found with
+        numpy over each segment's block list instead of table by table; a table with rows in
+        the memtable or with overlapping blocks goes through :meth:`_pieces`. None when the
+        tables are not all sub-tables of one super table."""
+        first = self._table_by_uid(uids[0])
+        db = self.dbs[self.uid_db[uids[0]]]
+        if first.stable is None:
+            return None
+        for uid in uids:
+            if self.uid_db[uid] != db.name or self._table_by_uid(uid).stable != first.stable:
+                return None
+        prec = db.options.precision
+        types = {c.id: arrow_type(c.type, prec) for c in db.columns_of(first)}
+        readers = [self.readers[n] for n in self._segment_names(db, t0, t1)]
+        n = len(uids)
+        if not readers or len(set(uids)) != n:
+            return None
+        uid_arr = np.array(uids, np.int64)
+        top = int(uid_arr.max())
+        for reader in readers:
+            if reader.tables:
+                top = max(top, max(reader.tables))
+        position = np.full(top + 1, -1, np.int64)
+        position[uid_arr] = np.arange(n)
+        found = []  # per segment: (segment number, block numbers, table positions, t0s, t1s)
+        for r, reader in enumerate(readers):
+            b_uid, b_t0, b_t1, _, _ = reader.block_table()
+            keep = position[b_uid] >= 0
+            if t0 is not None:
+                keep &= b_t1 >= t0
+            if t1 is not None:
+                keep &= b_t0 <= t1
+            k = np.flatnonzero(keep)
+            found.append((np.full(k.size, r), k, position[b_uid[k]], b_t0[k], b_t1[k]))
+        seg, blk, pos, lo, hi = (np.concatenate([f[j] for f in found]) for j in range(5))
+        order = np.lexsort((lo, pos))
+        seg, blk, pos, lo, hi = seg[order], blk[order], pos[order], lo[order], hi[order]
+        # Tables whose blocks overlap, or with rows in the memtable, are merged as usual.
+        same = pos[1:] == pos[:-1]
+        slow = set(pos[1:][same & (hi[:-1] >= lo[1:])].tolist())
+        slow.update(k for k, uid in enumerate(uids) if self.mem.get(uid) is not None)
+        out: list[list[Piece]] = [[] for _ in range(n)]
+        cache, compressor = self.cache, db.options.compression
+        tables = [r.block_table() for r in readers]
+        memos = [arenas.setdefault(r.name, {}) for r in readers]
+        for r, b, k in zip(seg.tolist(), blk.tolist(), pos.tolist(), strict=True):
+            if k in slow:
+                continue
+            _, _, _, metas, index = tables[r]
+            block = metas[b]
+            if skip is None or not skip(block):
+                out[k].append(
+                    BlockPiece(
+                        readers[r], block, index[b], cache, uids[k], types, compressor, t0, t1,
+                        memos[r],
+                    )
+                )  # fmt: skip
+        wanted = [TS] + [col_key(c) for c in col_ids]
+        for k in sorted(slow):
+            out[k] = self._pieces(
+                uids[k], db, readers, types, wanted, col_ids, t0, t1, skip, arenas
+            )
         return out
 
     def _pieces(

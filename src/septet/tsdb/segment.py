@@ -230,7 +230,30 @@ class SegmentReader:
                 seq += 1
         self.rows = at
         self.n_blocks = seq
+        self._block_table: tuple | None = None
         self.view = memoryview(data)
+
+    def block_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, list]:
+        """Every block in file order, as arrays: (table uid, first ts, last ts), with the
+        blocks and their index within their table (made once; segments never change)."""
+        got = self._block_table
+        if got is None:
+            uids, t0s, t1s, metas, index = [], [], [], [], []
+            for uid, blocks in self.tables.items():
+                for i, b in enumerate(blocks):
+                    uids.append(uid)
+                    t0s.append(b.t0)
+                    t1s.append(b.t1)
+                    metas.append(b)
+                    index.append(i)
+            got = self._block_table = (
+                np.array(uids, np.int64),
+                np.array(t0s, np.int64),
+                np.array(t1s, np.int64),
+                metas,
+                index,
+            )
+        return got
 
     def blocks(self, uid: int) -> list[BlockMeta]:
         return self.tables.get(uid, [])
