@@ -53,20 +53,16 @@ class _Segment:
 
     def __init__(self, first: BlockPiece, pos: np.ndarray, owner: np.ndarray):
         self.first, self.pos, self.owner = first, pos, owner
-        self.dest: np.ndarray | int = 0  # where the rows go: positions, or the first one
 
-    def place(self, out_at: np.ndarray) -> None:
-        """Work out where the rows go, given where each piece's rows start in the output."""
+    def dest(self, out_at: np.ndarray) -> np.ndarray:
+        """Where the rows go in the output, given where each piece's rows start there."""
         n = self.pos.size
         if n == 0:
-            return
+            return np.zeros(0, np.int64)
         # A piece's rows are contiguous in ``pos`` (pieces do not overlap).
         first = np.flatnonzero(np.concatenate(([True], self.owner[1:] != self.owner[:-1])))
         shift = out_at[self.owner[first]] - first
-        if (shift == shift[0]).all():  # the pieces follow each other in the output too
-            self.dest = int(shift[0])
-        else:
-            self.dest = np.arange(n, dtype=np.int64) + np.repeat(shift, np.diff([*first, n]))
+        return np.arange(n, dtype=np.int64) + np.repeat(shift, np.diff([*first, n]))
 
     def gather(self, col: int | str, out: np.ndarray, valid_out: Any) -> np.ndarray | None:
         """Copy this segment's passing rows of a column into ``out`` (and its validity into
@@ -75,18 +71,11 @@ class _Segment:
             return valid_out
         p = self.first
         arena = segment_arena(p.reader, p.cache, p.arenas, col, p.dtype_of(col))
-        dest = self.dest
-        if isinstance(dest, int):
-            arena.values.take(self.pos, None, out[dest : dest + self.pos.size], "clip")
-        else:
-            out[dest] = arena.values.take(self.pos)
+        arena.values.take(self.pos, None, out, "clip")
         if arena.valid is not None:
             if valid_out is None:
                 valid_out = np.ones(out.size, dtype=bool)
-            if isinstance(dest, int):
-                valid_out[dest : dest + self.pos.size] = arena.valid[self.pos]
-            else:
-                valid_out[dest] = arena.valid[self.pos]
+            arena.valid.take(self.pos, None, valid_out, "clip")
         return valid_out
 
 
@@ -165,30 +154,48 @@ def gather_filtered(
     cols = [c for c, *_ in columns]
     prefetch([flat[k] for k in kept if k in together], cols, threads, arenas=True)
     prefetch([flat[k] for k in kept if k in alone], cols, threads)
-    for seg in segments:
-        seg.place(out_at)
+    # Rows are gathered segment by segment (then the pieces read one by one) into a stage,
+    # and put in output order (table by table) by one ``take`` per column.
+    where = [seg.dest(out_at) for seg in segments]
+    where += [np.arange(out_at[k], out_at[k] + picks.size, dtype=np.int64) for k, picks in singles]
+    stage_to_out = np.concatenate(where) if where else np.zeros(0, np.int64)
+    order = None
+    if stage_to_out.size and (np.diff(stage_to_out) != 1).any():
+        order = np.empty(total, np.int64)
+        order[stage_to_out] = np.arange(total, dtype=np.int64)
+    spans = np.cumsum([0] + [w.size for w in where]).tolist()
     wanted: list[tuple[int | str, np.dtype]] = [(TS, np.dtype(np.int64))]
     wanted += [(cid, dtype) for cid, _, dtype, _ in columns]
 
     def gather(chunk: list[tuple[int | str, np.dtype]]) -> list[tuple[np.ndarray, Any]]:
         done = []
         for col, dtype in chunk:
-            out = empty_numpy(total, dtype)
+            stage = empty_numpy(total, dtype)
             valid = None
-            for seg in segments:
-                valid = seg.gather(col, out, valid)
-            for k, picks in singles:
-                at, hi = int(out_at[k]), int(out_at[k]) + picks.size
+            for j, seg in enumerate(segments):
+                a, b = spans[j], spans[j + 1]
+                got = seg.gather(col, stage[a:b], None if valid is None else valid[a:b])
+                if got is not None and valid is None:  # the first validity: make it whole
+                    valid = np.ones(total, dtype=bool)
+                    valid[a:b] = got
+            for j, (k, picks) in enumerate(singles, start=len(segments)):
+                a, b = spans[j], spans[j + 1]
                 if col == TS:
                     x, v = flat[k].ts(), None
                 else:
                     x, v = flat[k].values(col)  # type: ignore[arg-type]
-                x.take(picks, None, out[at:hi], "clip")
+                x.take(picks, None, stage[a:b], "clip")
                 if v is not None:
                     if valid is None:
                         valid = np.ones(total, dtype=bool)
-                    v.take(picks, None, valid[at:hi], "clip")
-            done.append((out, valid))
+                    v.take(picks, None, valid[a:b], "clip")
+            if order is not None:
+                out = empty_numpy(total, dtype)
+                stage.take(order, None, out, "clip")
+                stage = out
+                if valid is not None:
+                    valid = valid[order]
+            done.append((stage, valid))
         return done
 
     if total * len(wanted) < MIN_PARALLEL_VALUES:
