@@ -240,6 +240,12 @@ def _date_text(day: int) -> str:
     return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
 
 
+@functools.lru_cache(maxsize=256)
+def _type_name(t: pa.DataType) -> tuple[str | None, int]:
+    """TDengine's name and length of an Arrow type ((None, 0): a string-like type)."""
+    return next(((n, w) for test, n, w in _TYPE_NAMES if test(t)), (None, 0))
+
+
 def rest_body(result: Result) -> dict[str, Any]:
     """A Result as TDengine's REST success body."""
     if result.table is None:
@@ -249,7 +255,7 @@ def rest_body(result: Result) -> dict[str, Any]:
     meta, columns = [], []
     for field, col in zip(table.schema, table.columns, strict=True):
         t = field.type
-        name, length = next(((n, w) for test, n, w in _TYPE_NAMES if test(t)), (None, 0))
+        name, length = _type_name(t)
         if name == "TIMESTAMP":
             values = _format_ts_list(col.cast(pa.int64()).to_pylist(), t.unit)
         elif name is None:
@@ -282,7 +288,7 @@ def rest_json(result: Result) -> bytes:
         t = field.type
         if pa.types.is_dictionary(t):
             col, t = col.cast(t.value_type), t.value_type
-        name, length = next(((n, w) for test, n, w in _TYPE_NAMES if test(t)), (None, 0))
+        name, length = _type_name(t)
         if name == "TIMESTAMP":
             text = _timestamps_json(col, t.unit)
         elif name == "BOOL":
