@@ -104,3 +104,14 @@ def test_zigzag_maps_small_magnitudes_to_small_numbers():
     assert z.tolist() == [0, 1, 2, 3, 4]
     extremes = np.array([-(2**63), 2**63 - 1], dtype=np.int64)
     np.testing.assert_array_equal(codecs.zigzag_decode(codecs.zigzag_encode(extremes)), extremes)
+
+
+@given(INT64, INT64, st.integers(0, 300), COMPRESSORS)
+def test_regular_timestamp_series_decode_exactly_even_when_they_wrap(first, step, n, compressor):
+    # A regular series (every delta the same) is decoded as first + step * k, which must
+    # wrap at 64 bits exactly as the running sums of the general path do.
+    with np.errstate(over="ignore"):
+        ts = np.int64(first) + np.int64(step) * np.arange(n, dtype=np.int64)
+    enc = codecs.encode_values(ts, timestamps=True, compressor=compressor)
+    back, valid = codecs.decode_values(enc.data, np.dtype(np.int64))
+    assert valid is None and back.tobytes() == ts.tobytes()

@@ -278,7 +278,15 @@ def decode_values(
     body = memoryview(raw)[offset:]
     dtype = np.dtype(dtype)
     if kind == "ts":
-        values = delta_of_delta_decode(zigzag_decode(_widen(body, width, n))).astype(dtype)
+        u = _widen(body, width, n)
+        if n > 2 and not u[2:].any():  # a regular series: one step throughout
+            first, step = zigzag_decode(u[:2]).tolist()
+            values = np.arange(n, dtype=np.int64)
+            values *= step  # wraps, as the running sums would
+            values += first
+            values = values.astype(dtype, copy=False)
+        else:
+            values = delta_of_delta_decode(zigzag_decode(u)).astype(dtype)
     elif kind == "int":
         values = delta_decode(zigzag_decode(_widen(body, width, n)))
         values = values.view(np.uint64) if dtype == np.uint64 else values.astype(dtype)
