@@ -433,6 +433,8 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown query types {unknown}; choose from {', '.join(QUERY_TYPES)}")
 
+    load_before = os.getloadavg()  # the machine is shared: say how busy it was
+    started = time.strftime("%H:%M", time.gmtime())
     gen = CpuOnly(hosts=args.hosts, seed=args.seed)
     end = gen.start_ms + args.hours * HOUR
     tags = gen.tags()
@@ -507,6 +509,7 @@ def main() -> None:
             system.close()
         shutil.rmtree(work, ignore_errors=True)
 
+    load_after = os.getloadavg()
     base = answers.get("DuckDB")
     for qt in query_types:
         row = {"query": qt}
@@ -540,6 +543,8 @@ def main() -> None:
             "rows": n_rows,
             "metrics": n_metrics,
             "instances_per_query": args.instances,
+            "load_average_before": load_before,
+            "load_average_after": load_after,
             "systems": results,
         },
         {
@@ -558,7 +563,10 @@ def main() -> None:
             "a query (all of a system's threads), which a shared machine's load inflates "
             "less than wall time. chDB: MergeTree ORDER BY (hostname, time), default "
             "codecs, size of its active parts after OPTIMIZE FINAL. SQLite: indexes on "
-            "(hostname, time) and (time), counted in its size."
+            "(hostname, time) and (time), counted in its size. Run from "
+            f"{started} to {time.strftime('%H:%M', time.gmtime())} UTC; load average "
+            f"(1/5/15 min) before {', '.join(f'{x:.2f}' for x in load_before)}, after "
+            f"{', '.join(f'{x:.2f}' for x in load_after)} (2 cores, shared with other jobs)."
         ),
     )
 
