@@ -218,7 +218,10 @@ class BlockPiece(Piece):
         arr = entry.get((self.index, col_id))
         if arr is None:
             if typ in _FIXED:  # an Arrow view of the numpy values, no copy
-                arr = from_numpy_valid(*self._whole(col_id), typ)
+                if self._arena_if_done(col_id) is not None:
+                    # Not kept: it would keep the arena's memory after the arena is evicted.
+                    return from_numpy_valid(*self._whole(col_id), typ)
+                arr = from_numpy_valid(*self._own(col_id), typ)
             else:
                 arr = self.reader.read_column(self.block, col_id, typ, self.compressor)
                 self._added(arr.nbytes)

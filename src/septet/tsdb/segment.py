@@ -305,7 +305,7 @@ class Arena:
     their own (BlockCache.table).
     """
 
-    __slots__ = ("arrow", "done", "filled", "lock", "valid", "values", "windows")
+    __slots__ = ("done", "filled", "lock", "valid", "values", "windows")
 
     def __init__(self, reader: SegmentReader, dtype: np.dtype):
         # Zeroed (and so backed by memory) at once: the OS hands out fresh pages one fault at
@@ -318,7 +318,6 @@ class Arena:
         self.filled = 0  # blocks decoded so far: what was derived from fewer is stale
         # (interval, offset) -> (filled, positions where a window starts), timestamps only
         self.windows: dict[tuple[int, int], tuple[int, np.ndarray]] = {}
-        self.arrow: dict[Any, pa.Array] = {}  # (block, type) -> an Arrow view of its slot
 
     def fill(self, block: BlockMeta, values: np.ndarray, valid: np.ndarray | None) -> int:
         """Store one decoded block in its slot; the bytes this added."""
