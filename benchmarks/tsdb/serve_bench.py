@@ -570,6 +570,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--workers", default="1,2", help="client workers for the ingest phase")
     ap.add_argument("--systems", default="septet,influx,victoria,postgres")
+    ap.add_argument(
+        "--systems-multi",
+        default=None,
+        help="systems for the ingest runs with more than one worker [all of --systems]",
+    )
     ap.add_argument("--phases", default="ingest,query")
     ap.add_argument("--instances", type=int, default=10, help="query instances per type")
     ap.add_argument("--queries", default=None, help="comma-separated query types [all]")
@@ -601,8 +606,11 @@ def main() -> None:
         data = {s.key: work / s.key for s in systems}
         if "ingest" in phases:
             table, runs = [], {}
+            multi = set((args.systems_multi or args.systems).split(","))
             for workers in [int(w) for w in args.workers.split(",")]:
                 for s in systems:
+                    if workers > 1 and s.key not in multi:
+                        continue
                     shutil.rmtree(data[s.key], ignore_errors=True)
                     load0 = os.getloadavg()[0]
                     seconds, cpu = load(s, data[s.key], payloads, gen.tags(), workers)
