@@ -144,6 +144,50 @@ ARMS = {
         "epochs": 6,
         "budget": 300,
     },
+    # Beyond NeuralClassifier (session 3): a linear model over TF-IDF word and bigram
+    # features; septet's own dual coordinate descent solves its one-vs-rest L2 squared-hinge
+    # SVMs (one pass over the data per "epoch"), judged on dev and thresholded like every
+    # septet model. (Trained by gradient with bce instead, it stalled at dev micro-F1 0.555:
+    # without L2 its rare n-grams overfit or, at small steps, never grow.)
+    "NGramLinear": {
+        "modes": ["flat"],
+        "params": {"bigram_buckets": 200_000, "solver": "dual_cd", "c": 0.5},
+        "training": {"max_tokens": 512},
+        "epochs": 20,
+        "budget": 400,
+    },
+    # Hierarchical mode judged on the tags: the best epoch by the dev micro-F1 of the tags
+    # (level 2), and each level's thresholds tuned for that level's own micro-F1.
+    "FastText-levels": {
+        "encoder": "FastText",
+        "label": "FastText (tag-level epochs, per-level thresholds)",
+        "modes": ["hierarchical"],
+        "params": {"embedding_dim": 128, "bigram_buckets": 100_000},
+        "training": {
+            "learning_rate": 0.05,
+            "max_tokens": 256,
+            "selection_level": 2,
+            "thresholds_per_level": True,
+        },
+        "epochs": 5,
+        "budget": 150,
+    },
+    "TextCNN-levels": {
+        "encoder": "TextCNN",
+        "label": "TextCNN (tag-level epochs, per-level thresholds)",
+        "modes": ["hierarchical"],
+        "params": {"embedding_dim": 128, "num_filters": 128, "kernel_sizes": [2, 3, 4]},
+        "training": {"selection_level": 2, "thresholds_per_level": True},
+        "epochs": 6,
+        "budget": 300,
+    },
+    # A TextEnsemble: both members trained here exactly as in their own arms (same seed),
+    # probabilities averaged, thresholds tuned on dev for the average.
+    "Ensemble": {
+        "members": ["TextCNN", "NGramLinear"],
+        "label": "ensemble TextCNN + NGramLinear (mean probabilities)",
+        "modes": ["flat"],
+    },
 }
 for _arm in ("TextRNN", "TextRCNN", "Transformer", "HMCN"):
     ARMS[_arm]["budget"] = 100
@@ -160,6 +204,8 @@ def arm_modes(system: str, modes: list[str]) -> list[str]:
 
 def system_label(system: str) -> str:
     arm = ARMS[system]
+    if "label" in arm:
+        return f"septet {arm['label']}"
     if "encoder" not in arm:
         return f"septet {system}"
     power = arm["training"].get("positive_weight_power")
@@ -225,6 +271,8 @@ def arm_settings(system: str, args) -> dict:
     """The arm as this invocation runs it: ``--budget-scale``, ``--budget NAME=S``,
     ``--epochs NAME=N`` and ``--epochs-only`` (budget 0 = none) applied."""
     arm = dict(ARMS[system])
+    if "members" in arm:  # an ensemble: its members' arms say how they train
+        return arm
     arm["budget"] = float(args.budgets.get(system, arm["budget"] * args.budget_scale))
     if args.epochs_only:
         arm["budget"] = 0.0
@@ -244,21 +292,29 @@ def describe_device(choice: str) -> str:
     return device.type
 
 
-def run_septet(encoder: str, mode: str, data, scorer: Scorer, taxonomy: Taxonomy, args) -> dict:
-    train, dev, test = data
-    arm = arm_settings(encoder, args)
+def make_classifier(system: str, mode: str, taxonomy: Taxonomy, args):
+    """The arm's TextClassifier (untrained) and its settings."""
+    arm = arm_settings(system, args)
     options = {**TRAINING, **arm["training"], "device": args.device, "num_threads": args.threads}
     options["max_cpu_seconds"] = arm["budget"]
     # A wall-clock safety net in case something else lands on this run's core.
     options["max_seconds"] = args.max_seconds or 2 * arm["budget"]
     classifier = TextClassifier(
-        arm.get("encoder", encoder),
+        arm.get("encoder", system),
         hierarchy=taxonomy if mode == "hierarchical" else None,
         labels=None if mode == "hierarchical" else [t for t in taxonomy.labels if "::" in t],
         encoder_params=arm["params"],
         epochs=arm["epochs"],
         **options,
     )
+    return classifier, arm, options
+
+
+def run_septet(encoder: str, mode: str, data, scorer: Scorer, taxonomy: Taxonomy, args) -> dict:
+    if "members" in ARMS[encoder]:
+        return run_ensemble(encoder, mode, data, scorer, taxonomy, args)
+    train, dev, test = data
+    classifier, arm, options = make_classifier(encoder, mode, taxonomy, args)
     started = time.perf_counter()
     classifier.fit(train, dev=(dev, None))
     train_seconds = time.perf_counter() - started
@@ -289,17 +345,14 @@ def run_septet(encoder: str, mode: str, data, scorer: Scorer, taxonomy: Taxonomy
     if arm.get("encoder", encoder) == "MiniLM":
         return [main_row]  # one more pass over dev would cost MiniLM minutes
     # The same model with per-label-F1 thresholds, as the peers are also shown.
-    tuned = classifier.thresholds
-    classifier.thresholds = tune_thresholds(
+    by_label = classifier.tune_thresholds(
         classifier.predict_proba(dev),
         classifier.label_space.to_matrix([d.labels for d in dev]),
-        min_support=TRAINING["threshold_min_support"],
         objective="label",
     )
     by_label = scorer.full_matrix(
-        classifier.classes_, classifier.decode_probabilities(test_probabilities)
+        classifier.classes_, classifier.decode_probabilities(test_probabilities, by_label)
     )
-    classifier.thresholds = tuned
     return [
         main_row,
         {
@@ -307,6 +360,61 @@ def run_septet(encoder: str, mode: str, data, scorer: Scorer, taxonomy: Taxonomy
             "system": f"{main_row['system']} (per-label F1 thresholds)",
             "threshold_objective": "label",
             "scores": scorer.score(by_label),
+        },
+    ]
+
+
+def run_ensemble(system: str, mode: str, data, scorer: Scorer, taxonomy: Taxonomy, args):
+    """A TextEnsemble of other arms, each trained here as in its own arm (same seed, so the
+    same model on CPU), probabilities averaged, thresholds tuned on dev for the average."""
+    from septet.textclass.ensemble import TextEnsemble
+
+    train, dev, test = data
+    arm = ARMS[system]
+    built = [make_classifier(member, mode, taxonomy, args) for member in arm["members"]]
+    ensemble = TextEnsemble([classifier for classifier, _, _ in built], arm.get("weights"))
+    started, cpu_started = time.perf_counter(), time.process_time()
+    ensemble.fit(train, dev=(dev, None))
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    test_probabilities = ensemble.predict_proba(test)
+    dev_probabilities = ensemble.predict_proba(dev)
+    first = ensemble.members[0]
+    targets = first.label_space.to_matrix([d.labels for d in dev])
+    by_label = first.tune_thresholds(dev_probabilities, targets, objective="label")
+    infos = [member.training_ for member in ensemble.members]
+    row = {
+        "system": system_label(system),
+        "mode": mode,
+        "device": args.device_label,
+        "train_seconds": seconds,
+        "train_cpu_seconds": cpu_seconds,
+        "train_docs_per_second": sum(sum(h["documents"] for h in i["history"]) for i in infos)
+        / seconds,
+        "documents_seen": sum(sum(h["documents"] for h in i["history"]) for i in infos),
+        "epochs": " + ".join(str(len(i["history"])) for i in infos),
+        "planned_epochs": " + ".join(str(a["epochs"]) for _, a, _ in built),
+        "budget_cpu_seconds": sum(a["budget"] for _, a, _ in built) or None,
+        "best_epoch": " + ".join(str(i["best_epoch"]) for i in infos),
+        "stopped_because": "; ".join(i["stopped_because"] for i in infos),
+        "members": [
+            {"system": member, **info} for member, info in zip(arm["members"], infos, strict=True)
+        ],
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "scores": scorer.score(
+            scorer.full_matrix(ensemble.classes_, ensemble.decode_probabilities(test_probabilities))
+        ),
+    }
+    return [
+        row,
+        {
+            **row,
+            "system": f"{row['system']} (per-label F1 thresholds)",
+            "threshold_objective": "label",
+            "scores": scorer.score(
+                scorer.full_matrix(
+                    ensemble.classes_, first.decode_probabilities(test_probabilities, by_label)
+                )
+            ),
         },
     ]
 
@@ -447,6 +555,8 @@ def settings_key(system: str, mode: str, args) -> str:
         "training": TRAINING,
         "limit": args.limit,
     }
+    if system in NEURAL and "members" in ARMS[system]:
+        described["members"] = [arm_settings(m, args) for m in ARMS[system]["members"]]
     if args.device_label != "cpu":  # CPU keys stay as before, so cached CPU runs still count
         described["device"] = args.device_label
     if args.max_seconds:

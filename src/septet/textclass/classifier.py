@@ -214,20 +214,28 @@ class TextClassifier:
             self.thresholds = None
             return summary_scores(dev_targets[:, judged], predictions[:, judged])["micro_f1"]
 
-        result = train_model(
-            self.model,
-            train_ids,
-            train_targets,
-            dev_ids,
-            dev_score,
-            train_options,
-            loss_fn=loss_fn,
-            penalty=penalty,
-            single_label=not self.multi_label,
-            checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
-            resume=resume,
-            fingerprint=self._fingerprint(len(documents), len(dev_documents)),
-        )
+        if getattr(self.model.encoder.params, "solver", "gradient") == "dual_cd":
+            from septet.textclass.linear_svm import solve_ngram_linear
+
+            self._check_dual_cd(penalty is not None)
+            result = solve_ngram_linear(
+                self.model, train_ids, train_targets, dev_ids, dev_score, train_options
+            )
+        else:
+            result = train_model(
+                self.model,
+                train_ids,
+                train_targets,
+                dev_ids,
+                dev_score,
+                train_options,
+                loss_fn=loss_fn,
+                penalty=penalty,
+                single_label=not self.multi_label,
+                checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+                resume=resume,
+                fingerprint=self._fingerprint(len(documents), len(dev_documents)),
+            )
         self.model.load_state_dict(result.best_state)
         if self.multi_label and evaluation.decoding != "argmax" and evaluation.tune_thresholds:
             dev_probabilities = result.best_dev_probabilities
@@ -268,6 +276,25 @@ class TextClassifier:
                 probabilities[:, columns], targets[:, columns], **options
             )
         return thresholds
+
+    def _check_dual_cd(self, has_penalty: bool) -> None:
+        """Settings that the dual_cd solver would ignore are errors naming the key."""
+        loss = self.sections["loss"]
+        if not self.multi_label:
+            raise ConfigError(
+                "solver dual_cd trains one-vs-rest SVMs for multi-label tasks; use the "
+                "gradient solver for a multi-class classifier"
+            )
+        if loss.name != "bce" or loss.positive_weight_power:
+            raise ConfigError(
+                "solver dual_cd minimises the squared hinge loss; leave loss.name = bce and "
+                "loss.positive_weight_power = 0 (they apply to the gradient solver)"
+            )
+        if has_penalty:
+            raise ConfigError(
+                "hierarchy.recursive_penalty applies to the gradient solver; set it to 0 "
+                "with solver dual_cd"
+            )
 
     def _selected_columns(self) -> np.ndarray:
         """The labels whose dev micro-F1 judges an epoch (eval.selection_level)."""

@@ -33,7 +33,12 @@ class NGramLinearParams:
     bigram_buckets: int = 200_000  # hash buckets for word bigrams; 0 turns bigrams off
     sublinear_tf: bool = True  # weigh a feature by 1 + log(tf) instead of tf
     idf: bool = True  # multiply by the smoothed inverse document frequency of the training data
-    dropout: float = 0.0  # drop this share of a document's features while training
+    dropout: float = 0.0  # drop this share of a document's features while training (gradient)
+    # gradient: septet's trainer (loss, optimiser, epochs); dual_cd: one-vs-rest L2-regularised
+    # squared-hinge SVMs solved exactly by dual coordinate descent (a linear SVM), one pass
+    # over the data per epoch
+    solver: str = "gradient"
+    c: float = 0.5  # dual_cd: the SVM's C (inverse regularisation strength)
 
 
 class NGramBag(NamedTuple):
@@ -56,6 +61,12 @@ class NGramLinear(TextEncoder):
             raise ConfigError(f"bigram_buckets must be >= 0, not {params.bigram_buckets}")
         if not 0.0 <= params.dropout < 1.0:
             raise ConfigError(f"dropout must lie in [0, 1), not {params.dropout}")
+        if params.solver not in ("gradient", "dual_cd"):
+            raise ConfigError(f"solver must be gradient or dual_cd, not {params.solver!r}")
+        if params.c <= 0:
+            raise ConfigError(f"c must be > 0, not {params.c}")
+        if params.solver == "dual_cd" and params.dropout:
+            raise ConfigError("dropout applies to the gradient solver; set it to 0 with dual_cd")
         self.num_rows = vocab_size + params.bigram_buckets
         self.output_dim = self.num_rows
         # Set from the training data by fit_corpus; saved with the model (a persistent buffer).
