@@ -453,3 +453,35 @@ def arena_runs(
         order, s, e = order[keep], s[keep], e[keep]
     cuts = np.flatnonzero(s[1:] - e[:-1] > max_gap) + 1
     return order, s, e, [0, *cuts.tolist(), int(s.size)]
+
+
+def cache_written(
+    cache: BlockCache,
+    reader: SegmentReader,
+    uid: int,
+    rows: pa.Table,
+    types: dict[int, pa.DataType],
+) -> None:
+    """Put the timestamps and fixed-width columns (``types``: the table's column types) of a
+    table's rows just written to a segment into the block cache as its blocks' own arrays,
+    exactly what BlockPiece would decode from them, without decoding."""
+    blocks = reader.blocks(uid)
+    if not blocks:
+        return
+    columns: list[tuple[int | str, Any]] = [(TS, rows.column(TS))]
+    for name in rows.column_names:
+        if name == TS:
+            continue
+        col = int(name[1:])
+        typ = types.get(col)
+        if typ in _FIXED and rows.schema.field(name).type == typ:
+            columns.append((col, rows.column(name)))
+    entry = cache.table(reader.name, uid)
+    added = at = 0
+    for i, block in enumerate(blocks):
+        for col, arr in columns:
+            values, valid = to_numpy_valid(arr.slice(at, block.rows))
+            entry[(i, col, "np")] = (values, valid)
+            added += values.nbytes + (0 if valid is None else valid.nbytes)
+        at += block.rows
+    cache.added(reader.name, uid, added)

@@ -404,6 +404,12 @@ class BlockCache:
         """Account for ``n`` bytes just stored in an arena; evict old entries."""
         self.added(reader.name, ("arena", column, dtype.str), n)
 
+    def clear(self) -> None:
+        """Drop every entry (a cold cache, as after opening the database)."""
+        self._tables.clear()
+        self._sizes.clear()
+        self.used = 0
+
     def evict_segment(self, segment: str) -> None:
         for key in [k for k in self._tables if k[0] == segment]:
             self._tables.pop(key)
