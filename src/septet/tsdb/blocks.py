@@ -151,9 +151,18 @@ class BlockPiece(Piece):
         need be, with this block in it (copied from its own array when it has one)."""
         arena = segment_arena(self.reader, self.cache, self.arenas, col, self.dtype_of(col))
         if not arena.done[self.block.seq]:
-            own = self._entry().get((self.index, col, "np"))
-            decode_into(self.reader, self.cache, arena, self.block, col, own)
+            self._into_arena(arena, col)
         return arena
+
+    def _into_arena(self, arena: Arena, col: int | str) -> None:
+        """Put this block of a column into its arena: moved from its own arrays in the cache
+        when it has them (they are dropped, the arena's copy serves from then on), else
+        decoded."""
+        entry = self._entry()
+        own = entry.get((self.index, col, "np"))
+        decode_into(self.reader, self.cache, arena, self.block, col, own)
+        if own is not None and entry.pop((self.index, col, "np"), None) is not None:
+            self._added(-(own[0].nbytes + (0 if own[1] is None else own[1].nbytes)))
 
     def _arena_if_done(self, col: int | str) -> Arena | None:
         """The arena of a column if there is one that holds this block."""
@@ -392,8 +401,7 @@ def decode(todo: list[tuple[BlockPiece, int | str, Arena | None]]) -> None:
     for p, col, arena in todo:
         if arena is not None:
             if not arena.done[p.block.seq]:
-                own = p._entry().get((p.index, col, "np"))
-                decode_into(p.reader, p.cache, arena, p.block, col, own)
+                p._into_arena(arena, col)
         elif col == TS or p.types[col] in _FIXED:
             p._own(col)
         else:
