@@ -6,6 +6,7 @@ import pytest
 from septet.errors import CheckpointError, ConfigError, InputError
 from septet.textclass import TextClassifier, TextEnsemble
 from septet.textclass.decoding import tune_thresholds
+from septet.textclass.ensemble import weight_grid
 
 LABELS = ["sport--football", "sport--tennis", "tech--linux", "tech--chips"]
 
@@ -90,3 +91,32 @@ def test_bad_weights_are_named():
         TextEnsemble([cnn(), linear()], weights=[0.0, 0.0])
     with pytest.raises(ConfigError, match="at least one member"):
         TextEnsemble([])
+
+
+def test_weight_grid_covers_the_simplex():
+    mixes = [m.tolist() for m in weight_grid(2, 0.25)]
+    assert mixes == [[0, 1], [0.25, 0.75], [0.5, 0.5], [0.75, 0.25], [1, 0]]
+    three = weight_grid(3, 0.1)
+    assert len(three) == 66 and all(abs(m.sum() - 1) < 1e-9 for m in three)
+    with pytest.raises(ConfigError, match="up to 3 members"):
+        weight_grid(4, 0.1)
+    with pytest.raises(ConfigError, match="step"):
+        weight_grid(2, 0.3)
+
+
+def test_tuned_weights_are_the_best_mix_on_dev(ensemble, toy_dev):
+    from septet.textclass.metrics import summary_scores
+
+    tuned = TextEnsemble(ensemble.members).tune(*toy_dev, tune_weights=True, step=0.25)
+    assert [s["weights"] for s in tuned.tuning_] == [m.tolist() for m in weight_grid(2, 0.25)]
+    best = max(tuned.tuning_, key=lambda s: s["dev_micro_f1"])  # the first of equal scores
+    assert tuned.weights.tolist() == best["weights"]
+    space = tuned.members[0].label_space
+    truth = space.to_matrix(toy_dev[1])
+    parts = [m.predict_proba(toy_dev[0]) for m in tuned.members]
+    for score in tuned.tuning_:  # each mix was scored with its own tuned thresholds
+        average = sum(w * p for w, p in zip(score["weights"], parts, strict=True))
+        thresholds = tune_thresholds(average, truth, min_support=5, objective="micro")
+        predicted = (average >= thresholds).astype(np.int8)
+        expected = summary_scores(truth, predicted)["micro_f1"]
+        assert score["dev_micro_f1"] == pytest.approx(expected, abs=1e-6)

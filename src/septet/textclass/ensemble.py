@@ -22,6 +22,26 @@ FORMAT_VERSION = 1
 META_FILE = "ensemble.json"
 
 
+def weight_grid(members: int, step: float) -> list[np.ndarray]:
+    """Every weighting of ``members`` on multiples of ``step`` that sums to 1."""
+    if members > 3:
+        raise ConfigError(f"weight tuning searches a grid for up to 3 members, not {members}")
+    if not 0 < step <= 0.5 or abs(round(1 / step) * step - 1) > 1e-9:
+        raise ConfigError(f"step must divide 1 into at least 2 parts (e.g. 0.1), not {step}")
+    parts = round(1 / step)
+    mixes = []
+    for first in range(parts + 1):
+        if members == 1:
+            return [np.array([1.0])]
+        for second in range(parts + 1 - first):
+            rest = parts - first - second
+            if members == 2 and rest:
+                continue
+            counts = [first, second] + ([rest] if members == 3 else [])
+            mixes.append(np.array(counts, dtype=np.float64) / parts)
+    return mixes
+
+
 class TextEnsemble:
     """Averages the label probabilities of ``members`` (weights: their shares, default
     equal); predictions use thresholds tuned on dev for that average (the first member's
@@ -53,21 +73,50 @@ class TextEnsemble:
         labels: Sequence | None = None,
         *,
         dev: tuple[Sequence, Sequence | None],
+        tune_weights: bool = False,
     ) -> TextEnsemble:
         """Train every member on the same data (each picks its best epoch on ``dev``), then
-        tune the ensemble's thresholds on ``dev`` = (texts, labels)."""
+        tune the ensemble on ``dev`` = (texts, labels) (see :meth:`tune`)."""
         for member in self.members:
             member.fit(texts, labels, dev=dev)
-        return self.tune(*dev)
+        return self.tune(*dev, tune_weights=tune_weights)
 
-    def tune(self, texts: Sequence[str] | Sequence[Document], labels: Sequence | None = None):
+    def tune(
+        self,
+        texts: Sequence[str] | Sequence[Document],
+        labels: Sequence | None = None,
+        *,
+        tune_weights: bool = False,
+        step: float = 0.1,
+    ) -> TextEnsemble:
         """Tune the thresholds of the averaged probabilities on labelled (dev) data; the
-        members must be trained already."""
+        members must be trained already. With ``tune_weights``, also the members' weights:
+        every mix on a grid of ``step`` (weights summing to 1; up to 3 members) gets its own
+        thresholds, and the mix with the best dev micro-F1 (over the first member's
+        eval.selection_level labels) is kept; ``tuning_`` lists every mix's score."""
+        from septet.textclass.metrics import summary_scores
+
         self._check_members()
         first = self.members[0]
         documents = first._documents(texts, labels, "dev")
         targets = first.label_space.to_matrix([d.labels for d in documents])
-        self.thresholds = first.tune_thresholds(self.predict_proba(documents), targets)
+        if not tune_weights:
+            self.thresholds = first.tune_thresholds(self.predict_proba(documents), targets)
+            return self
+        parts = [member.predict_proba(documents).astype(np.float64) for member in self.members]
+        judged = first._selected_columns()
+        scores = []
+        best = None
+        for mix in weight_grid(len(self.members), step):
+            average = sum(w * p for w, p in zip(mix, parts, strict=True)).astype(np.float32)
+            thresholds = first.tune_thresholds(average, targets)
+            predicted = first.decode_probabilities(average, thresholds=thresholds)
+            score = summary_scores(targets[:, judged], predicted[:, judged])["micro_f1"]
+            scores.append({"weights": mix.tolist(), "dev_micro_f1": score})
+            if best is None or score > best[0]:
+                best = (score, mix, thresholds)
+        _, self.weights, self.thresholds = best
+        self.tuning_ = scores
         return self
 
     def _check_members(self) -> None:
