@@ -355,3 +355,39 @@ def test_a_flush_leaves_exactly_the_decoded_blocks_in_the_cache():
     warm = c.execute(sql).fetchall()
     cache.clear()
     assert _identical(c.execute(sql).fetchall(), warm)
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        [(1, ">", 60.0)],
+        [(1, ">=", 95.5), (2, "<", 0)],
+        [(1, "<=", -10)],
+        [(2, "=", 0.25)],
+        [(1, ">", 4e15)],
+        [(1, "<", -4e15)],
+    ],
+)
+def test_block_filters_over_a_whole_segment_match_block_by_block(bounds):
+    from septet.tsdb.query import _BlockFilter, _excluded
+
+    c = many_tables()  # v (1) holds NaN and infinities; f (2) is FLOAT
+    rule = _BlockFilter(bounds, {1, 2})
+    assert rule.vectorised
+    for reader in c.engine.readers.values():
+        metas = reader.block_table()[3]
+        want = [_excluded(b, bounds) for b in metas]
+        assert rule.many(reader).tolist() == want
+    # And the pieces a query over all sub-tables gets are the same either way.
+    engine = c.engine
+    uids = sorted(t.uid for t in engine.dbs["s"].tables.values())
+    with engine.lock:
+        fast = engine._pieces_bulk(uids, [1, 2], None, None, rule, {})
+        slow = [
+            engine.pieces_many([u], [1, 2], skip=lambda b: _excluded(b, bounds))[0] for u in uids
+        ]
+        assert [[(p.t0, p.t1) for p in ps] for ps in fast] == [
+            [(p.t0, p.t1) for p in ps] for ps in slow
+        ]
+    assert not _BlockFilter([(5, ">", 1)], {1, 2}).vectorised  # x is BIGINT: block by block
+    assert not _BlockFilter([(1, ">", 2**60)], {1, 2}).vectorised  # not exact in float64

@@ -1010,10 +1010,20 @@ class Engine:
             if t1 is not None:
                 keep &= b_t0 <= t1
             k = np.flatnonzero(keep)
-            found.append((np.full(k.size, r), k, position[b_uid[k]], b_t0[k], b_t1[k]))
-        seg, blk, pos, lo, hi = (np.concatenate([f[j] for f in found]) for j in range(5))
+            # A filter's min/max test of every block of the segment at once, where it can.
+            many = getattr(skip, "many", None)
+            ruled_out = None if many is None else many(reader)
+            out_k = np.zeros(k.size, bool) if ruled_out is None else ruled_out[k]
+            tested = np.full(k.size, ruled_out is not None)
+            found.append(
+                (np.full(k.size, r), k, position[b_uid[k]], b_t0[k], b_t1[k], out_k, tested)
+            )
+        seg, blk, pos, lo, hi, gone, tested = (
+            np.concatenate([f[j] for f in found]) for j in range(7)
+        )
         order = np.lexsort((lo, pos))
         seg, blk, pos, lo, hi = seg[order], blk[order], pos[order], lo[order], hi[order]
+        gone, tested = gone[order], tested[order]
         # Tables whose blocks overlap, or with rows in the memtable, are merged as usual.
         same = pos[1:] == pos[:-1]
         slow = set(pos[1:][same & (hi[:-1] >= lo[1:])].tolist())
@@ -1022,12 +1032,15 @@ class Engine:
         cache, compressor = self.cache, db.options.compression
         tables = [r.block_table() for r in readers]
         memos = [arenas.setdefault(r.name, {}) for r in readers]
-        for r, b, k in zip(seg.tolist(), blk.tolist(), pos.tolist(), strict=True):
-            if k in slow:
+        rows = zip(
+            seg.tolist(), blk.tolist(), pos.tolist(), gone.tolist(), tested.tolist(), strict=True
+        )
+        for r, b, k, ruled_out, known in rows:
+            if k in slow or ruled_out:
                 continue
             _, _, _, metas, index = tables[r]
             block = metas[b]
-            if skip is None or not skip(block):
+            if known or skip is None or not skip(block):
                 out[k].append(
                     BlockPiece(
                         readers[r], block, index[b], cache, uids[k], types, compressor, t0, t1,

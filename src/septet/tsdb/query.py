@@ -510,7 +510,9 @@ def _gather_pieces(
     if cond is not None:
         bounds, all_simple = _prunable(cond, data_cols, ctx)
         if bounds:
-            skip = lambda block: _excluded(block, bounds)  # noqa: E731
+            dtypes = {c.id: numpy_dtype(c.type) for c in data_cols}
+            floats = {cid for cid, d in dtypes.items() if d is not None and d.kind == "f"}
+            skip = _BlockFilter(bounds, floats)
     col_ids = [c.id for c in data_cols]
     pieces = engine.pieces_many(uids, col_ids, t0, t1, skip=skip)
     flat = [p for ps in pieces for p in ps]
@@ -669,6 +671,43 @@ def _prunable(
         converted += len(out) > before
     all_simple = converted == len(conjuncts) and all(cid in plain for cid, _, _ in out)
     return out, all_simple
+
+
+class _BlockFilter:
+    """A filter's min/max test of segment blocks (see :func:`_excluded`), also over all the
+    blocks of a segment at once (``many``) when every column it tests is a float column."""
+
+    def __init__(self, bounds: list[tuple[int, str, Any]], floats: set[int]):
+        self.bounds = bounds
+        exact = all(abs(v) < 2**52 for _, _, v in bounds)  # as exact in float64 as in Python
+        self.vectorised = exact and all(cid in floats for cid, _, _ in bounds)
+
+    def __call__(self, block: BlockMeta) -> bool:
+        return _excluded(block, self.bounds)
+
+    def many(self, reader: Any) -> np.ndarray | None:
+        """Per block of ``reader`` (file order), whether no row can pass; None: not
+        vectorised (call the filter block by block)."""
+        if not self.vectorised:
+            return None
+        out = None
+        for cid, op, v in self.bounds:
+            count, lo, hi = reader.block_bounds(cid)
+            # Bounds that are NaN (or None: NaN here) compare False: never skipped by them.
+            with np.errstate(invalid="ignore"):
+                if op == ">":
+                    ex = hi <= v
+                elif op == ">=":
+                    ex = hi < v
+                elif op == "<":
+                    ex = lo >= v
+                elif op == "<=":
+                    ex = lo > v
+                else:
+                    ex = (v < lo) | (v > hi)
+            ex |= count == 0  # all NULL: a comparison is never true
+            out = ex if out is None else out | ex
+        return out
 
 
 def _excluded(block: BlockMeta, bounds: list[tuple[int, str, Any]]) -> bool:

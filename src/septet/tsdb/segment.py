@@ -231,6 +231,7 @@ class SegmentReader:
         self.rows = at
         self.n_blocks = seq
         self._block_table: tuple | None = None
+        self._bounds: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.view = memoryview(data)
 
     def block_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, list]:
@@ -253,6 +254,25 @@ class SegmentReader:
                 metas,
                 index,
             )
+        return got
+
+    def block_bounds(self, col_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(non-NULL count, min, max) of a numeric column in every block, file order, as
+        arrays (min/max float64, NaN where unknown; made once per column)."""
+        got = self._bounds.get(col_id)
+        if got is None:
+            metas = self.block_table()[3]
+            count = np.zeros(len(metas), np.int64)
+            lo = np.full(len(metas), np.nan)
+            hi = np.full(len(metas), np.nan)
+            for k, b in enumerate(metas):
+                meta = b.cols.get(col_id)
+                if meta is None:
+                    continue  # the block predates the column: all NULL
+                count[k] = meta[2]
+                if meta[3] is not None and meta[4] is not None:
+                    lo[k], hi[k] = meta[3], meta[4]
+            got = self._bounds[col_id] = (count, lo, hi)
         return got
 
     def blocks(self, uid: int) -> list[BlockMeta]:
