@@ -391,3 +391,28 @@ def test_block_filters_over_a_whole_segment_match_block_by_block(bounds):
         ]
     assert not _BlockFilter([(5, ">", 1)], {1, 2}).vectorised  # x is BIGINT: block by block
     assert not _BlockFilter([(1, ">", 2**60)], {1, 2}).vectorised  # not exact in float64
+
+
+def test_one_table_of_many_blocks_takes_the_arena_path_with_the_same_answers(monkeypatch):
+    rng = np.random.default_rng(4)
+    c = tsdb.connect(":memory:")
+    c.execute("CREATE DATABASE o KEEP 36500 MAXROWS 10")
+    c.execute("USE o")
+    c.execute("CREATE TABLE t (ts TIMESTAMP, v DOUBLE, k INT)")
+    ts = T0 + np.cumsum(rng.integers(1, 30, size=1000)) * 1000
+    v = pa.array(rng.normal(size=1000), mask=rng.random(1000) < 0.1)
+    c.insert_arrow(
+        "t", pa.table({"ts": ts, "v": v, "k": pa.array(rng.integers(0, 9, 1000), pa.int32())})
+    )
+    c.flush()
+    queries = [
+        f"SELECT _wstart, count(*), avg(v), max(k), spread(v) FROM t WHERE ts > {T0 + 999_000} "
+        "INTERVAL(1m, 10s)",
+        "SELECT ts, v, k FROM t WHERE v > 0.5 AND k < 7",
+        "SELECT count(v), sum(k) FROM t",
+    ]
+    arena = [c.execute(q).fetchall() for q in queries]
+    piece_by_piece(monkeypatch)
+    per_piece = [c.execute(q).fetchall() for q in queries]
+    for got, want, q in zip(arena, per_piece, queries, strict=True):
+        assert got and _identical(got, want), q
