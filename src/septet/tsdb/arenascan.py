@@ -211,8 +211,15 @@ def gather_filtered(
 
 
 def arena_ready(columns: list[tuple[int, str, np.dtype, pa.DataType]], flat: Sequence[Piece]):
-    """Whether :func:`gather_filtered` can gather these columns (fixed-width ones only)."""
+    """Whether :func:`gather_filtered` is worth it: some segment holds enough of the pieces,
+    and it can gather these columns (fixed-width ones only)."""
+    per_segment: dict[int, int] = {}
+    first = None
     for p in flat:
         if isinstance(p, BlockPiece):
-            return all(p.types[c] in _FIXED for c, *_ in columns)
-    return True
+            first = first or p
+            key = id(p.reader)
+            per_segment[key] = per_segment.get(key, 0) + 1
+    if first is None or max(per_segment.values()) < ARENA_MIN_PIECES:
+        return False
+    return all(first.types[c] in _FIXED for c, *_ in columns)

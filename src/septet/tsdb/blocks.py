@@ -195,7 +195,12 @@ class BlockPiece(Piece):
         return got
 
     def _whole(self, col: int | str) -> tuple[np.ndarray, np.ndarray | None]:
-        """The whole block's column: its arena slot if decoded there, else its own arrays."""
+        """The whole block's column: its own arrays if it has them, else its arena slot if
+        decoded there, else its own arrays, decoded now."""
+        entry = self._cached
+        own = None if entry is None else entry.get((self.index, col, "np"))
+        if own is not None:
+            return own
         arena = self._arena_if_done(col)
         if arena is None:
             return self._own(col)
