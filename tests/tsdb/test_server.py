@@ -307,3 +307,44 @@ def test_write_requests_take_turns(tmp_path, monkeypatch):
         assert server.run_sql(root, "SELECT count(*) FROM w.m", None).endswith(b'[[4]],"rows":1}')
     finally:
         server.close()
+
+
+def test_quick_selects_run_on_the_event_loop_and_the_rest_on_the_pool(tmp_path):
+    """A SELECT of a shape whose last run was quick (and whose credentials are known) skips
+    the hop to a pool thread; a new shape, a slow one, other statements and new credentials
+    keep it. The answers are the same either way."""
+    import threading
+
+    with ThreadServer(tmp_path, fsync="off") as s:
+        server = s.server.config.app.server
+        ran_on: list[str] = []
+        real = server.run_sql
+
+        def spy(user, sql, database):
+            ran_on.append("pool" if threading.current_thread().name.startswith("tsdb-") else "loop")
+            return real(user, sql, database)
+
+        server.run_sql = spy
+
+        def sql(text, auth=ROOT):
+            r = httpx.post(f"{s.url}/rest/sql/q", content=text, auth=auth)
+            assert r.status_code == 200 and r.json()["code"] == 0, r.text
+            return r.json()["data"]
+
+        httpx.post(f"{s.url}/rest/sql", content="CREATE DATABASE q", auth=ROOT)
+        sql("CREATE TABLE t (ts TIMESTAMP, v INT)")
+        sql("INSERT INTO t VALUES (1700000000000, 1) (1700000001000, 5) (1700000002000, 9)")
+        ran_on.clear()
+        assert sql("SELECT count(*) FROM t WHERE v > 2") == [[2]]  # a new shape: pool
+        assert sql("SELECT count(*) FROM t WHERE v > 6") == [[1]]  # quick last time: loop
+        assert sql("SELECT count(*) FROM t WHERE v > 0") == [[3]]
+        assert ran_on == ["pool", "loop", "loop"]
+        ran_on.clear()
+        server._last_ms = {k: 1000.0 for k in server._last_ms}  # the shape turned slow
+        assert sql("SELECT count(*) FROM t WHERE v > 8") == [[1]]
+        sql("SHOW DATABASES")
+        sql("SHOW DATABASES")
+        sql("CREATE USER reader PASS 'secret1' READONLY")
+        new_auth = ("reader", "secret1")
+        assert sql("SELECT count(*) FROM t WHERE v > 4", new_auth) == [[2]]  # scrypt: pool
+        assert ran_on == ["pool", "pool", "pool", "pool", "pool"]

@@ -56,24 +56,14 @@ class StatementCache:
 
     def parse(self, sql: str) -> list[A.Statement]:
         """The statements of ``sql``, equal to ``parser.parse(sql)`` and never shared."""
-        if len(sql) > _MAX_TEXT or any(s in sql for s in _UNMODELLED):
-            return parse(sql)
-        key_parts, values, last = [], [], 0
-        for m in _LITERAL.finditer(sql):
-            key_parts.append(sql[last : m.start()])
-            text, whole, frac = m.group(1, 2, 3)
-            if text is not None:
-                key_parts.append("\x00s")
-                values.append(text)
-            elif frac is None:
-                key_parts.append("\x00i")
-                values.append(int(whole))
-            else:
-                key_parts.append("\x00f")
-                values.append(float(whole + frac))
-            last = m.end()
-        key_parts.append(sql[last:])
-        key = "".join(key_parts)
+        return self.parse_with_shape(sql)[0]
+
+    def parse_with_shape(self, sql: str) -> tuple[list[A.Statement], str | None]:
+        """``parse(sql)`` and the key of its template (None when it has none)."""
+        scanned = _scan(sql)
+        if scanned is None:
+            return parse(sql), None
+        key, values = scanned
         template = self._templates.get(key)
         if template is None:
             statements = parse(sql)  # errors are the parser's, for the text as sent
@@ -82,12 +72,41 @@ class StatementCache:
                 if len(self._templates) >= self.max_templates:
                     self._templates.clear()  # bounded: shapes seen again are made again
                 self._templates[key] = template
-            return statements
+            return statements, None if template is _NO else key
         if template is _NO:
-            return parse(sql)
+            return parse(sql), None
         self.hits += 1
         trees, slots = template  # type: ignore[misc]
-        return [_substitute(t, slots, values) for t in trees]
+        return [_substitute(t, slots, values) for t in trees], key
+
+    def shape(self, sql: str) -> str | None:
+        """The key of the template ``sql`` would be built from, if there is one yet."""
+        scanned = _scan(sql)
+        if scanned is None or not isinstance(self._templates.get(scanned[0]), tuple):
+            return None
+        return scanned[0]
+
+
+def _scan(sql: str) -> tuple[str, list[Any]] | None:
+    """A text's template key and its literals' values; None outside the literal model."""
+    if len(sql) > _MAX_TEXT or any(s in sql for s in _UNMODELLED):
+        return None
+    key_parts, values, last = [], [], 0
+    for m in _LITERAL.finditer(sql):
+        key_parts.append(sql[last : m.start()])
+        text, whole, frac = m.group(1, 2, 3)
+        if text is not None:
+            key_parts.append("\x00s")
+            values.append(text)
+        elif frac is None:
+            key_parts.append("\x00i")
+            values.append(int(whole))
+        else:
+            key_parts.append("\x00f")
+            values.append(float(whole + frac))
+        last = m.end()
+    key_parts.append(sql[last:])
+    return "".join(key_parts), values
 
 
 def _make_template(key: str, statements: list[A.Statement], values: list[Any]):
