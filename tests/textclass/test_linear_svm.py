@@ -29,6 +29,18 @@ def test_solves_the_same_svms_as_liblinear(c):
         np.testing.assert_allclose(ours, reference.decision_function(x), atol=1e-4)
 
 
+def test_positive_weights_are_liblinears_class_weights():
+    x, y = _problem(2)
+    weights = dual_cd_passes(
+        x.astype(np.float32), y, c=0.5, passes=300, seed=0, positive_weights=np.array([1, 3, 9])
+    )
+    for label, weight in enumerate([1, 3, 9]):
+        reference = LinearSVC(C=0.5, class_weight={1: weight}, tol=1e-8, max_iter=100_000)
+        reference.fit(x, y[:, label])
+        ours = x @ weights[:-1, label] + weights[-1, label]
+        np.testing.assert_allclose(ours, reference.decision_function(x), atol=1e-4)
+
+
 def test_each_pass_is_reported_and_can_stop_the_solver():
     x, y = _problem(1)
     seen = []
@@ -64,6 +76,8 @@ def test_classifier_trains_by_passes_judged_on_dev(toy_train, toy_dev):
 
 
 def test_settings_the_solver_would_ignore_are_errors(toy_train, toy_dev):
+    weighted = linear_svm(positive_weight_power=0.5).fit(*toy_train, dev=toy_dev)
+    assert weighted.training_["best_epoch"] >= 1
     with pytest.raises(ConfigError, match="squared hinge"):
         linear_svm(loss="focal").fit(*toy_train, dev=toy_dev)
     with pytest.raises(ConfigError, match="recursive_penalty"):

@@ -219,7 +219,13 @@ class TextClassifier:
 
             self._check_dual_cd(penalty is not None)
             result = solve_ngram_linear(
-                self.model, train_ids, train_targets, dev_ids, dev_score, train_options
+                self.model,
+                train_ids,
+                train_targets,
+                dev_ids,
+                dev_score,
+                train_options,
+                positive_weights=positive_weights(train_targets, power).numpy() if power else None,
             )
         else:
             result = train_model(
@@ -285,10 +291,11 @@ class TextClassifier:
                 "solver dual_cd trains one-vs-rest SVMs for multi-label tasks; use the "
                 "gradient solver for a multi-class classifier"
             )
-        if loss.name != "bce" or loss.positive_weight_power:
+        if loss.name != "bce":
             raise ConfigError(
-                "solver dual_cd minimises the squared hinge loss; leave loss.name = bce and "
-                "loss.positive_weight_power = 0 (they apply to the gradient solver)"
+                "solver dual_cd minimises the squared hinge loss; leave loss.name = bce (the "
+                "loss applies to the gradient solver; loss.positive_weight_power applies to "
+                "both: with dual_cd it multiplies C for each label's positive documents)"
             )
         if has_penalty:
             raise ConfigError(

@@ -88,8 +88,9 @@ class LossSection:
     positive_weight_power: float = option(
         0.0,
         "weigh each label's positive examples by (negatives/positives)^power, capped at 100 "
-        "(bce only): 0 = off, 0.5 = square root of the imbalance, 1 = balanced; trades "
-        "micro-F1 for macro-F1 (rare labels)",
+        "(bce, or NGramLinear's dual_cd solver, where it multiplies C): 0 = off, 0.5 = "
+        "square root of the imbalance, 1 = balanced; trades micro-F1 for macro-F1 (rare "
+        "labels)",
     )
 
 

@@ -26,20 +26,26 @@ def dual_cd_passes(
     c: float,
     passes: int,
     seed: int,
+    positive_weights: np.ndarray | None = None,
     after_pass: Callable[[int, np.ndarray, float], bool] | None = None,
 ) -> np.ndarray:
     """Weights ``[features + 1, labels]`` (the last row is the bias) of the one-vs-rest
     squared-hinge SVMs of ``features [docs, features]`` (rows of unit norm or any) and 0/1
-    ``targets [docs, labels]``. ``after_pass(pass, weights, seconds)`` is called after each pass
-    and stops the solver by returning False."""
+    ``targets [docs, labels]``. ``positive_weights [labels]`` multiply C for each label's
+    positive documents (scikit-learn's class_weight). ``after_pass(pass, weights, seconds)``
+    is called after each pass and stops the solver by returning False."""
     docs, width = features.shape
     x = sp.hstack([features, np.ones((docs, 1), dtype=np.float32)], format="csr")
     x.sort_indices()
     y = np.where(np.asarray(targets) > 0, 1.0, -1.0).astype(np.float32)
     weights = np.zeros((width + 1, y.shape[1]), dtype=np.float32)
     alpha = np.zeros_like(y)
-    diagonal = 0.5 / c  # D_ii of the squared hinge's dual
-    squared_norms = np.asarray(x.multiply(x).sum(1)).ravel().astype(np.float32) + diagonal
+    # D_ii = 1 / (2 C_i) of the squared hinge's dual, per document and label.
+    cost = np.full_like(y, c)
+    if positive_weights is not None:
+        cost = np.where(y > 0, c * np.asarray(positive_weights, np.float32)[None, :], cost)
+    diagonal = (0.5 / cost).astype(np.float32)
+    squared_norms = np.asarray(x.multiply(x).sum(1)).astype(np.float32) + diagonal
     rng = np.random.default_rng(seed)
     indptr, indices, data = x.indptr, x.indices, x.data.astype(np.float32)
     for n in range(passes):
@@ -48,7 +54,7 @@ def dual_cd_passes(
             columns = indices[indptr[i] : indptr[i + 1]]
             values = data[indptr[i] : indptr[i + 1]]
             rows = weights[columns]  # [nnz, labels]
-            gradient = y[i] * (values @ rows) - 1.0 + diagonal * alpha[i]
+            gradient = y[i] * (values @ rows) - 1.0 + diagonal[i] * alpha[i]
             # Projected onto alpha >= 0: at the bound only a negative gradient moves it.
             old = alpha[i]
             new = np.maximum(old - gradient / squared_norms[i], 0.0)
@@ -87,7 +93,9 @@ def bag_matrix(encoder, sequences, batch_size: int = 512) -> sp.csr_matrix:
     return sp.vstack(parts, format="csr")
 
 
-def solve_ngram_linear(model, train_ids, train_targets, dev_ids, dev_score, options):
+def solve_ngram_linear(
+    model, train_ids, train_targets, dev_ids, dev_score, options, positive_weights=None
+):
     """Train an NGramLinear model with ``dual_cd_passes``: one pass per epoch (at most
     ``options.epochs``), each judged on dev like a gradient epoch (best pass kept, early
     stopping, time and CPU limits); returns a trainer.TrainingResult."""
@@ -114,6 +122,8 @@ def solve_ngram_linear(model, train_ids, train_targets, dev_ids, dev_score, opti
         solve_seconds += seconds
         margins = train_x @ weights[:-1] + weights[-1]
         hinge = np.maximum(0.0, 1.0 - y * margins)
+        if positive_weights is not None:
+            hinge = hinge * np.sqrt(np.where(y > 0, positive_weights[None, :], 1.0))
         objective = 0.5 * float((weights.astype(np.float64) ** 2).sum()) + c * float(
             (hinge**2).sum()
         )
@@ -150,7 +160,13 @@ def solve_ngram_linear(model, train_ids, train_targets, dev_ids, dev_score, opti
         return True
 
     dual_cd_passes(
-        train_x, targets, c=c, passes=options.epochs, seed=options.seed, after_pass=after_pass
+        train_x,
+        targets,
+        c=c,
+        passes=options.epochs,
+        seed=options.seed,
+        positive_weights=positive_weights,
+        after_pass=after_pass,
     )
     passes = len(result.history)
     result.documents_per_second = passes * len(y) / solve_seconds if solve_seconds else 0.0
