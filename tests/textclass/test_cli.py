@@ -98,3 +98,20 @@ def test_keys_and_encoders_list_everything(capsys):
     assert code == 0 and "| `recursive_penalty` |" in out
     code, out, _ = run(["textclass", "encoders"], capsys)
     assert code == 0 and out.count("\n") >= 12 and "StarTransformer:" in out
+
+
+def test_ngram_linear_svm_trains_and_evaluates_from_a_config(tmp_path, toy_files, capsys):
+    config = write_config(tmp_path, toy_files)
+    text = config.read_text().replace(
+        'encoder = "TextCNN"\n[model.params]\nembedding_dim = 32\nnum_filters = 16',
+        'encoder = "NGramLinear"\n[model.params]\nbigram_buckets = 1000\nsolver = "dual_cd"\n'
+        "c = 2.0\n\n[hierarchy]\nrecursive_penalty = 0.0\n\n[eval]\nselection_level = 2\n"
+        "thresholds_per_level = true",
+    )
+    config.write_text(text)
+    code, out, err = run(["textclass", "train", str(config)], capsys)
+    assert code == 0 and "best epoch" in out, err
+    code, _, _ = run(["textclass", "eval", str(config)], capsys)
+    assert code == 0
+    metrics = json.loads((tmp_path / "out" / "metrics-test.json").read_text())
+    assert metrics["levels"]["2"]["micro_f1"] >= 0.9
