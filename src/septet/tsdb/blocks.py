@@ -474,10 +474,12 @@ def cache_written(
     uid: int,
     rows: pa.Table,
     types: dict[int, pa.DataType],
+    arenas: dict,
 ) -> None:
     """Put the timestamps and fixed-width columns (``types``: the table's column types) of a
-    table's rows just written to a segment into the block cache as its blocks' own arrays,
-    exactly what BlockPiece would decode from them, without decoding."""
+    table's rows just written to a segment into the segment's arenas (``arenas``: those this
+    flush made), exactly what decoding its blocks gives, without decoding. A table's blocks
+    are neighbours in the segment: one copy per column."""
     blocks = reader.blocks(uid)
     if not blocks:
         return
@@ -489,12 +491,12 @@ def cache_written(
         typ = types.get(col)
         if typ in _FIXED and rows.schema.field(name).type == typ:
             columns.append((col, rows.column(name)))
-    entry = cache.table(reader.name, uid)
-    added = at = 0
-    for i, block in enumerate(blocks):
-        for col, arr in columns:
-            values, valid = to_numpy_valid(arr.slice(at, block.rows))
-            entry[(i, col, "np")] = (values, valid)
-            added += values.nbytes + (0 if valid is None else valid.nbytes)
-        at += block.rows
-    cache.added(reader.name, uid, added)
+    seqs = [b.seq for b in blocks]
+    for col, arr in columns:
+        dtype = _TS_DTYPE if col == TS else _FIXED[types[col]]  # type: ignore[index]
+        arena = segment_arena(reader, cache, arenas, col, dtype)
+        values, valid = to_numpy_valid(arr)
+        added = arena.fill_span(blocks[0].row0, seqs, values.astype(dtype, copy=False), valid)
+        if added:
+            with _STATS_LOCK:
+                cache.arena_added(reader, col, dtype, added)

@@ -639,6 +639,7 @@ class Engine:
                     db = self.dbs[key[0]]
                     prec = db.options.precision
                     types_of: dict[Any, dict[int, pa.DataType]] = {}
+                    made: dict = {}  # the arenas of the new segment
                     for uid, rows in tables.items():
                         table = self._table_by_uid(uid)
                         tkey = table.stable if table.stable is not None else uid
@@ -646,7 +647,7 @@ class Engine:
                         if types is None:
                             cols = db.columns_of(table)
                             types = types_of[tkey] = {c.id: arrow_type(c.type, prec) for c in cols}
-                        cache_written(self.cache, reader, uid, rows, types)
+                        cache_written(self.cache, reader, uid, rows, types, made)
             self.mem.clear()
             self.mem_bytes = 0
             self.flushed_seq = self.next_seq - 1

@@ -329,8 +329,11 @@ class Arena:
 
     def __init__(self, reader: SegmentReader, dtype: np.dtype):
         # Zeroed (and so backed by memory) at once: the OS hands out fresh pages one fault at
-        # a time, and a fault costs ~5-10 us here, as much as decoding the block itself.
-        self.values = np.empty(reader.rows, dtype)
+        # a time, and a fault costs ~5-10 us here, as much as decoding the block itself. From
+        # Arrow's pool, which reuses freed memory and asks for no transparent huge pages:
+        # numpy's large arrays do, and when memory is fragmented the kernel then compacts it
+        # on the first touch (a 26 MB arena took 100s of ms in a full benchmark run).
+        self.values = empty_numpy(reader.rows, dtype)
         self.values.fill(0)
         self.valid: np.ndarray | None = None
         self.done = np.zeros(reader.n_blocks, dtype=bool)
@@ -341,20 +344,28 @@ class Arena:
 
     def fill(self, block: BlockMeta, values: np.ndarray, valid: np.ndarray | None) -> int:
         """Store one decoded block in its slot; the bytes this added."""
-        lo, hi = block.row0, block.row0 + block.rows
-        added = 0  # the values' slot was counted with the arena
+        return self.fill_span(block.row0, [block.seq], values, valid)
+
+    def fill_span(
+        self, lo: int, seqs: list[int], values: np.ndarray, valid: np.ndarray | None
+    ) -> int:
+        """Store neighbouring blocks (``seqs``, from position ``lo`` on) in their slots; the
+        bytes this added."""
+        hi = lo + values.size
+        added = 0  # the values' slots were counted with the arena
         with self.lock:
-            if self.done[block.seq]:
+            if self.done[seqs].all():
                 return 0
             if valid is not None:
                 if self.valid is None:
-                    self.valid = np.ones(self.values.size, dtype=bool)
+                    self.valid = empty_numpy(self.values.size, np.dtype(np.bool_))
+                    self.valid.fill(True)
                     added += self.valid.nbytes
                 self.valid[lo:hi] = valid
                 values = np.where(valid, values, values.dtype.type(0))
             self.values[lo:hi] = values
-            self.done[block.seq] = True
-            self.filled += 1
+            self.done[seqs] = True
+            self.filled += len(seqs)
         return added
 
     def complete(self) -> bool:
