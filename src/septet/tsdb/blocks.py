@@ -383,7 +383,14 @@ def prefetch(
             fixed = col == TS or first.types[col] in _FIXED
             if not fixed or not arenas:
                 tail = (col, "np") if fixed else (col,)
-                todo += [(p, col, None) for p in group if (p.index, *tail) not in p._entry()]
+                candidates = group
+                if fixed:  # blocks already in an arena (a flush puts them there) are read there
+                    with _STATS_LOCK:
+                        held = first.cache.peek_arena(first.reader, col, first.dtype_of(col))
+                    if held is not None:
+                        left = np.flatnonzero(~held.done[seqs]).tolist()
+                        candidates = [group[k] for k in left]
+                todo += [(p, col, None) for p in candidates if (p.index, *tail) not in p._entry()]
                 continue
             arena = segment_arena(first.reader, first.cache, first.arenas, col, first.dtype_of(col))
             missing = np.flatnonzero(~arena.done[seqs])
