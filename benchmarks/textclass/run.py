@@ -185,6 +185,23 @@ ARMS = {
         "epochs": 6,
         "budget": 300,
     },
+    # NGramLinear over facets + tags: the SVMs of the facets too, decoded consistently, judged
+    # and thresholded per level like the *-levels arms (no recursive penalty: dual_cd has none).
+    "NGramLinear-levels": {
+        "encoder": "NGramLinear",
+        "label": "NGramLinear (tag-level passes, per-level thresholds)",
+        "modes": ["hierarchical"],
+        "params": {"bigram_buckets": 200_000, "solver": "dual_cd", "c": 2.0},
+        "training": {
+            "max_tokens": 512,
+            "early_stopping": 5,
+            "recursive_penalty": 0.0,
+            "selection_level": 2,
+            "thresholds_per_level": True,
+        },
+        "epochs": 20,
+        "budget": 400,
+    },
     # A TextEnsemble: both members trained here exactly as in their own arms (same seed),
     # probabilities averaged with equal weights, and then with the weights tuned on dev
     # (grid of 0.1; each mix with its own thresholds), thresholds tuned on dev.
