@@ -103,12 +103,10 @@ def _segment_hits(
         for g0, g1 in zip(re_[:-1].tolist(), rs[1:].tolist(), strict=True):
             if g1 > g0:
                 mask[g0 - a : g1 - a] = False  # type: ignore[index]
-        # Each piece's passing rows, counted: the pieces' starts (and the gaps') cut the run.
-        cuts = np.concatenate((rs, re_[:-1][re_[:-1] < rs[1:]])) - a
-        cuts.sort()
-        counts = np.add.reduceat(mask, cuts, dtype=np.int64)  # type: ignore[call-overload]
-        per_piece = counts[np.searchsorted(cuts, rs - a)]
-        found.append(mask.nonzero()[0] + a)  # type: ignore[union-attr]
+        pos = mask.nonzero()[0] + a  # type: ignore[union-attr]
+        # Each piece's passing rows, counted by where its bounds fall among them.
+        per_piece = pos.searchsorted(re_) - pos.searchsorted(rs)
+        found.append(pos)
         owners.append(np.repeat(owner_of[i:j], per_piece))
     if not found:
         return _Segment(first, np.zeros(0, np.int64), np.zeros(0, np.int64))
