@@ -553,15 +553,7 @@ class TextClassifier:
         from septet.textclass.model import build_model
 
         folder = Path(path)
-        meta_path = folder / META_FILE
-        if not meta_path.is_file():
-            raise CheckpointError(f"{folder} is not a saved TextClassifier (no {META_FILE})")
-        try:
-            meta = json.loads(meta_path.read_text("utf-8"))
-        except json.JSONDecodeError as error:
-            raise CheckpointError(f"{meta_path} is not valid JSON: {error}") from None
-        if meta.get("format") != "septet.textclass" or meta.get("version") != FORMAT_VERSION:
-            raise CheckpointError(f"{meta_path} is not a version-{FORMAT_VERSION} textclass model")
+        meta = read_saved_meta(folder, META_FILE, "septet.textclass", "TextClassifier")
         options = dict(meta["options"])
         if device is not None:
             options["device"] = device
@@ -615,6 +607,21 @@ def check_state_dict(expected: dict, found: dict, where: Path) -> None:
             )
     if problems:
         raise CheckpointError(f"{where} does not fit the model; " + "; ".join(problems))
+
+
+def read_saved_meta(folder: Path, file_name: str, format_name: str, what: str) -> dict:
+    """The JSON description of a saved folder, checked to be ``format_name`` at this
+    ``FORMAT_VERSION``; anything else is a CheckpointError that names the file."""
+    meta_path = folder / file_name
+    if not meta_path.is_file():
+        raise CheckpointError(f"{folder} is not a saved {what} (no {file_name})")
+    try:
+        meta = json.loads(meta_path.read_text("utf-8"))
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{meta_path} is not valid JSON: {error}") from None
+    if meta.get("format") != format_name or meta.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"{meta_path} is not a version-{FORMAT_VERSION} {what} folder")
+    return meta
 
 
 def _replace_folder(staging: Path, target: Path) -> None:

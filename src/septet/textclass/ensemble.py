@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from septet.errors import CheckpointError, ConfigError, InputError
-from septet.textclass.classifier import TextClassifier, _replace_folder
+from septet.errors import ConfigError, InputError
+from septet.textclass.classifier import TextClassifier, _replace_folder, read_saved_meta
 from septet.textclass.data import Document
 
 FORMAT_VERSION = 1
@@ -208,18 +208,7 @@ class TextEnsemble:
     def load(cls, path: str | os.PathLike, *, device: str | None = None) -> TextEnsemble:
         """Load a folder written by :meth:`save`."""
         folder = Path(path)
-        meta_path = folder / META_FILE
-        if not meta_path.is_file():
-            raise CheckpointError(f"{folder} is not a saved TextEnsemble (no {META_FILE})")
-        try:
-            meta = json.loads(meta_path.read_text("utf-8"))
-        except json.JSONDecodeError as error:
-            raise CheckpointError(f"{meta_path} is not valid JSON: {error}") from None
-        if (
-            meta.get("format") != "septet.textclass.ensemble"
-            or meta.get("version") != FORMAT_VERSION
-        ):
-            raise CheckpointError(f"{meta_path} is not a version-{FORMAT_VERSION} ensemble")
+        meta = read_saved_meta(folder, META_FILE, "septet.textclass.ensemble", "TextEnsemble")
         members = [TextClassifier.load(folder / name, device=device) for name in meta["members"]]
         ensemble = cls(members, meta["weights"])
         thresholds = meta.get("thresholds")
