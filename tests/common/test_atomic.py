@@ -62,3 +62,20 @@ def test_creates_missing_parent_folders(tmp_path):
 def test_rejects_read_modes(tmp_path):
     with pytest.raises(ValueError, match="for writing only"), atomic_write(tmp_path / "x", "rb"):
         pass
+
+
+def test_atomic_directory_replaces_the_folder_or_leaves_it_untouched(tmp_path):
+    from septet.common.atomic import atomic_directory
+
+    target = tmp_path / "model"
+    with atomic_directory(target) as staging:
+        (staging / "a.txt").write_text("one")
+    assert (target / "a.txt").read_text() == "one"
+    with pytest.raises(RuntimeError, match="crash"), atomic_directory(target) as staging:
+        (staging / "a.txt").write_text("half-written")
+        raise RuntimeError("crash")
+    assert (target / "a.txt").read_text() == "one"  # the old folder, whole
+    with atomic_directory(target) as staging:
+        (staging / "b.txt").write_text("two")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]  # replaced, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging or old copy left

@@ -75,3 +75,29 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | N
     raises before anything is written."""
     text = json.dumps(obj, indent=indent, ensure_ascii=False)
     atomic_write_text(path, text + "\n")
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Write a whole folder atomically: yields a fresh staging folder beside ``path``; when the
+    block ends without error, the staging folder replaces ``path`` (the old folder is renamed
+    aside first and removed only after the new one is in place), else it is removed. The
+    caller fsyncs the files it writes; this fsyncs the parent directory after the swap."""
+    import shutil
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield staging
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+        os.replace(staging, target)
+        fsync_directory(target.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -351,12 +349,10 @@ class Trainer:
 
     def save_checkpoint(self, directory: str | os.PathLike[str]) -> Path:
         """Model (safetensors + config.json) and the training state, swapped in atomically."""
-        from septet.med3d.weights import replace_directory, save_model
+        from septet.common.atomic import atomic_directory
+        from septet.med3d.weights import save_model
 
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with atomic_directory(directory) as staging:
             save_model(self.model, staging / "model", **model_extra(self.config))
             for name in os.listdir(staging / "model"):
                 os.replace(staging / "model" / name, staging / name)
@@ -375,11 +371,7 @@ class Trainer:
                 torch.save(state, handle)
                 handle.flush()
                 os.fsync(handle.fileno())
-            replace_directory(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return target
+        return Path(directory)
 
     def load_checkpoint(self, directory: str | os.PathLike[str]) -> None:
         """Restore weights, optimizer, scheduler and position from ``save_checkpoint``."""

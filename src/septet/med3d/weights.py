@@ -15,15 +15,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from septet.common.atomic import atomic_write_json, fsync_directory
+from septet.common.atomic import atomic_directory, atomic_write_json
 from septet.errors import CheckpointError, NotFoundError
 from septet.med3d.resnet import DEPTHS, ResNet3d, ResNet3dConfig, is_encoder_key
 
@@ -256,10 +254,7 @@ def save_model(model: ResNet3d, directory: str | os.PathLike[str], **extra: Any)
     both are written to a fresh folder that then replaces the old one."""
     from safetensors.torch import save_file
 
-    target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_directory(directory) as staging:
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(tensors, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
         _fsync_file(staging / WEIGHTS_NAME)
@@ -267,23 +262,7 @@ def save_model(model: ResNet3d, directory: str | os.PathLike[str], **extra: Any)
         if hasattr(model, "head_classes"):
             config["heads"] = dict(model.head_classes)
         atomic_write_json(staging / CONFIG_NAME, {**config, **extra})
-        replace_directory(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
-
-
-def replace_directory(staging: Path, target: Path) -> None:
-    """Swap a fully written folder into place; the old one stays until the new one is in."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(staging, target)
-    fsync_directory(target.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    return Path(directory)
 
 
 def _fsync_file(path: Path) -> None:

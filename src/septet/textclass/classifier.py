@@ -8,8 +8,6 @@ import fnmatch
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -512,11 +510,10 @@ class TextClassifier:
         atomically: a crash leaves the old folder or the new one, never a mix."""
         from safetensors.torch import save_file
 
+        from septet.common.atomic import atomic_directory
+
         self._check_fitted()
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with atomic_directory(path) as staging:
             state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
             save_file(state, str(staging / WEIGHTS_FILE))
             meta = {
@@ -538,11 +535,7 @@ class TextClassifier:
             for name in (WEIGHTS_FILE, META_FILE):
                 with open(staging / name, "rb") as handle:
                     os.fsync(handle.fileno())
-            _replace_folder(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return target
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | None = None) -> TextClassifier:
@@ -622,18 +615,3 @@ def read_saved_meta(folder: Path, file_name: str, format_name: str, what: str) -
     if meta.get("format") != format_name or meta.get("version") != FORMAT_VERSION:
         raise CheckpointError(f"{meta_path} is not a version-{FORMAT_VERSION} {what} folder")
     return meta
-
-
-def _replace_folder(staging: Path, target: Path) -> None:
-    """Swap ``staging`` into place of ``target``. The old folder is renamed aside first and
-    removed only after the new one is in place."""
-    from septet.common.atomic import fsync_directory
-
-    backup = None
-    if target.exists():
-        backup = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, backup)
-    os.replace(staging, target)
-    fsync_directory(target.parent)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from septet.common.atomic import atomic_directory
 from septet.errors import ConfigError, InputError
-from septet.textclass.classifier import TextClassifier, _replace_folder, read_saved_meta
+from septet.textclass.classifier import TextClassifier, read_saved_meta
 from septet.textclass.data import Document
 
 FORMAT_VERSION = 1
@@ -180,10 +179,7 @@ class TextEnsemble:
         """Write the ensemble to folder ``path``: each member in ``member-<i>/`` and
         ensemble.json, atomically (a crash leaves the old folder or the new one)."""
         self._check_members()
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with atomic_directory(path) as staging:
             names = []
             for i, member in enumerate(self.members):
                 names.append(f"member-{i}")
@@ -198,11 +194,7 @@ class TextEnsemble:
             (staging / META_FILE).write_text(json.dumps(meta), "utf-8")
             with open(staging / META_FILE, "rb") as handle:
                 os.fsync(handle.fileno())
-            _replace_folder(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return target
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | None = None) -> TextEnsemble:
