@@ -89,21 +89,19 @@ def build_model(kind: str, vocab_size: int, size: str = "small") -> nn.Module:
     if kind == "lstm":
         dims = sizes[size]
         return LSTMLanguageModel(LSTMConfig(vocab_size, dims[0], dims[1], dims[2]))
-    if kind == "llama":
-        from septet.transformers import LlamaConfig, LlamaForCausalLM
+    from septet.transformers import LlamaConfig, LlamaForCausalLM
 
-        hidden, layers, heads = sizes[size]
-        config = LlamaConfig(
-            vocab_size=vocab_size,
-            hidden_size=hidden,
-            intermediate_size=hidden * 8 // 3 // 16 * 16,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            max_position_embeddings=4096,
-            tie_word_embeddings=True,
-        )
-        return LlamaForCausalLM(config)
-    raise ConfigError(f"model kind {kind!r} is not one of {', '.join(MODEL_KINDS)}")
+    hidden, layers, heads = sizes[size]
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=hidden * 8 // 3 // 16 * 16,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(config)
 
 
 def model_kind(model: nn.Module) -> str:
