@@ -195,3 +195,42 @@ def test_model_sizes_fit_the_package_and_unknown_sizes_are_errors() -> None:
         build_model("llama", 4096, "huge")
     with pytest.raises(ConfigError, match="not one of lstm, llama"):
         build_model("gru", 4096)
+
+
+def test_max_minutes_fits_the_decay_into_the_time(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --max-minutes the run ends on time with its learning rate decayed, long before
+    --max-steps: the schedule is re-planned from the measured step rate (a fake clock here,
+    0.1 s per reading, two readings per step)."""
+    import time
+    import types
+
+    import septet.autocomplete.training as training
+
+    now = [1000.0]
+
+    def fake_time() -> float:
+        now[0] += 0.1
+        return now[0]
+
+    clock = types.SimpleNamespace(time=fake_time, strftime=time.strftime, gmtime=time.gmtime)
+    monkeypatch.setattr(training, "time", clock)
+    config = AutocompleteTrainingConfig(
+        kind="llama",
+        size="tiny",
+        vocab_size=300,
+        seq_len=16,
+        batch_size=2,
+        learning_rate=1e-3,
+        max_steps=100_000,
+        max_minutes=1.0,
+        eval_every=100_000,
+        checkpoint_every=100_000,
+        eval_windows=2,
+    )
+    summary = train_autocomplete(tmp_path, tiny_corpus, config)
+    assert 100 < summary["steps"] < 400  # ~0.2 s a step in 60 s, minus the reserve
+    curve = json.loads((tmp_path / "loss_curve.json").read_text())["train"]
+    peak = max(entry["learning_rate"] for entry in curve)
+    assert curve[-1]["learning_rate"] < 0.2 * peak  # decayed to near the floor (0.1), not cut off
