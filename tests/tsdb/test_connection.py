@@ -98,6 +98,9 @@ def test_bulk_insert_into_a_super_table_creates_sub_tables_from_tags(con):
     ).fetchall()
     assert sorted(rows) == [("a1", "x", 2, 4), ("a2", "y", 1, 2), ("a3", "z", 1, 4)]
     assert con.execute("SELECT phase FROM a1").fetchall() == [(None,), (None,)]
+    with pytest.raises(tsdb.TsdbError, match="'tbname' is NULL in row 1"):
+        con.insert_arrow("meters", pa.table({"tbname": ["a1", None], "ts": [T + 5, T + 6]}))
+    assert con.execute("SELECT count(*) FROM meters").fetchall() == [(4,)]
 
 
 def test_bulk_insert_into_one_table_and_bad_values_name_the_column(con):

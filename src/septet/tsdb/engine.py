@@ -130,6 +130,37 @@ class RowsMeta:
         return RowsMeta(int(ts.min()), int(ts.max()), increasing, rows.nbytes)
 
 
+@dataclass
+class TableRuns:
+    """Rows of many tables of one database and one schema in a single Arrow table, each
+    table's rows one run: what an insert into a super table's sub-tables hands the engine.
+
+    The engine keeps such inserts whole until something reads the memtable, then splits
+    them per table once for all of them (:meth:`Engine._settle`): a slice and a RowsMeta per
+    table and insert cost ~15 ms per 10,000 lines at 1,000 hosts, more than the parsing."""
+
+    rows: pa.Table
+    uids: np.ndarray  # int64, one per run
+    starts: np.ndarray  # int64 row offsets
+    counts: np.ndarray
+    lo: np.ndarray  # each run's smallest and largest timestamp
+    hi: np.ndarray
+    increasing: np.ndarray  # bool: the run's timestamps strictly increase
+
+    @property
+    def num_rows(self) -> int:
+        return self.rows.num_rows
+
+    def split(self) -> list[tuple[int, pa.Table]]:
+        """One (uid, rows) per run."""
+        return [
+            (uid, self.rows.slice(a, n))
+            for uid, a, n in zip(
+                self.uids.tolist(), self.starts.tolist(), self.counts.tolist(), strict=True
+            )
+        ]
+
+
 def merge_sources(sources: list[pa.Table], known_sorted: list[bool] | None = None) -> pa.Table:
     """Sources in age order (oldest first) -> one table sorted by ts, newest row per ts.
 
@@ -183,7 +214,9 @@ class Engine:
         self._partitions: dict[str, list[tuple[int, list[str]]]] = {}  # db -> sorted segments
         self.readers: dict[str, SegmentReader] = {}
         self.mem: dict[int, _MemTable] = {}
-        self.mem_bytes = 0
+        self._pending: list[TableRuns] = []  # inserts not yet split into ``mem``: _settle
+        self._pending_bytes = 0
+        self.mem_bytes = 0  # of both
         self.uid_db: dict[int, str] = {}
         self.by_uid: dict[int, Table] = {}
         self.last_rows: dict[int, pa.Table | None] = {}
@@ -348,6 +381,7 @@ class Engine:
                 shutil.rmtree(self.path / name, ignore_errors=True)
 
     def _forget_table(self, uid: int) -> None:
+        self._settle()
         mem = self.mem.pop(uid, None)
         if mem is not None:
             self.mem_bytes -= mem.nbytes
@@ -526,28 +560,35 @@ class Engine:
         return ts // db.options.partition_span
 
     def insert(
-        self, batches: list[tuple[int, pa.Table]], metas: list[RowsMeta] | None = None
+        self,
+        batches: list[tuple[int, pa.Table]] = (),  # type: ignore[assignment]
+        metas: list[RowsMeta] | None = None,
+        runs: list[TableRuns] = (),  # type: ignore[assignment]
     ) -> int:
         """Write rows (``ts`` int64 + ``c<id>`` columns) of tables by uid; returns rows written.
 
-        One WAL record holds all of them: they are acknowledged (and recovered) together.
-        ``metas`` (one per batch) saves recomputing each batch's time range and order.
+        ``batches`` hold one table's rows each, ``runs`` many tables' (a super table's
+        sub-tables). One WAL record holds all of them: they are acknowledged (and recovered)
+        together. ``metas`` (one per batch) saves recomputing each batch's time range and order.
         """
         with self.lock:
             self._check_open()
             if metas is None:
                 metas = [RowsMeta.of(rows) if rows.num_rows else None for _, rows in batches]
             kept = [(b, m) for b, m in zip(batches, metas, strict=True) if b[1].num_rows]
-            if not kept:
-                return 0
             batches = [b for b, _ in kept]
             metas = [m for _, m in kept]
+            runs = [r for r in runs if r.num_rows]
+            if not batches and not runs:
+                return 0
             now = int(time.time() * 1000)
-            for (uid, rows), meta in zip(batches, metas, strict=True):
+            pairs = zip(batches, metas, strict=True)
+            checks = [(uid, rows, meta.lo) for (uid, rows), meta in pairs]
+            checks += [(int(r.uids[0]), r.rows, int(r.lo.min())) for r in runs]
+            for uid, rows, oldest in checks:
                 db = self.dbs[self.uid_db[uid]]
                 if rows.column(TS).null_count:
                     raise TsdbError("the timestamp (first) column cannot be NULL")
-                oldest = meta.lo
                 keep_ms = db.options.keep_days * 86_400_000
                 units_per_ms = db.options.units_per_day // 86_400_000
                 if oldest < (now - keep_ms) * units_per_ms:
@@ -558,16 +599,80 @@ class Engine:
             seq = self.next_seq
             self.next_seq += 1
             if self.wal is not None:
-                self.wal.append(seq, _INSERT, _encode_insert(batches))
+                self.wal.append(seq, _INSERT, _encode_runs(runs) + _encode_insert(batches))
             total = 0
             for (uid, rows), meta in zip(batches, metas, strict=True):
                 self._mem_add(uid, rows, meta)
                 total += rows.num_rows
+            for r in runs:
+                size = r.rows.nbytes
+                self._pending.append(r)
+                self._pending_bytes += size
+                self.mem_bytes += size
+                total += r.num_rows
             if self.mem_bytes >= self.options.memtable_bytes:
                 self.flush()
-            for listener in list(self.listeners):
-                listener(batches)
+            if self.listeners:
+                written = batches + [b for r in runs for b in r.split()]
+                for listener in list(self.listeners):
+                    listener(written)
             return total
+
+    def _settle(self) -> None:
+        """Split the inserts kept whole (``TableRuns``) into the per-table memtable: every
+        read of the memtable calls this first. Each table gets one chunk for all of them."""
+        if not self._pending:
+            return
+        with self.lock:
+            self._settle_pending()
+
+    def _settle_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        self.mem_bytes -= self._pending_bytes
+        self._pending_bytes = 0
+        groups: list[list[TableRuns]] = []
+        for r in pending:  # consecutive inserts of one schema are split together
+            if groups and groups[-1][0].rows.schema.equals(r.rows.schema):
+                groups[-1].append(r)
+            else:
+                groups.append([r])
+        for group in groups:
+            try:
+                rows = pa.concat_tables([r.rows for r in group])
+            except pa.ArrowInvalid:  # equal schemas but for metadata
+                rows = pa.concat_tables([r.rows for r in group], promote_options="permissive")
+            offsets = np.cumsum([0] + [r.num_rows for r in group[:-1]])
+            uids = np.concatenate([r.uids for r in group])
+            starts = np.concatenate([r.starts + o for r, o in zip(group, offsets, strict=True)])
+            counts = np.concatenate([r.counts for r in group])
+            lo = np.concatenate([r.lo for r in group])
+            hi = np.concatenate([r.hi for r in group])
+            increasing = np.concatenate([r.increasing for r in group])
+            order = np.argsort(uids, kind="stable")  # each table's runs, oldest first
+            uids, starts, counts = uids[order], starts[order], counts[order]
+            lo, hi, increasing = lo[order], hi[order], increasing[order]
+            # The rows of the runs in that order: one take for every table.
+            run_of_row = np.repeat(np.arange(uids.size), counts)
+            first_row = np.cumsum(counts) - counts
+            perm = starts[run_of_row] + (np.arange(run_of_row.size) - first_row[run_of_row])
+            rows = rows.take(pa.array(perm))
+            cuts = np.flatnonzero(np.diff(uids)) + 1
+            heads = np.concatenate([[0], cuts])
+            row_heads = first_row[heads]
+            row_counts = np.diff(np.append(row_heads, run_of_row.size))
+            # A table's rows are increasing if each run is and each starts after the last.
+            follows = np.ones(uids.size, bool)
+            follows[1:] = lo[1:] > hi[:-1]
+            ok = increasing & follows
+            ok[heads] = increasing[heads]
+            t_lo, t_hi = np.minimum.reduceat(lo, heads), np.maximum.reduceat(hi, heads)
+            t_inc = np.logical_and.reduceat(ok, heads)
+            per_row = rows.nbytes / max(rows.num_rows, 1)
+            for uid, a, n, low, high, inc in zip(
+                uids[heads].tolist(), row_heads.tolist(), row_counts.tolist(),
+                t_lo.tolist(), t_hi.tolist(), t_inc.tolist(), strict=True,
+            ):  # fmt: skip
+                self._mem_add(uid, rows.slice(a, n), RowsMeta(low, high, inc, int(per_row * n)))
 
     def _mem_add(self, uid: int, rows: pa.Table, meta: RowsMeta | None = None) -> None:
         mem = self.mem.get(uid)
@@ -610,6 +715,7 @@ class Engine:
         with self.lock:
             self._check_open()
             self._apply_retention()
+            self._settle()
             if not self.mem:
                 return
             by_partition: dict[tuple[str, int], dict[int, pa.Table]] = {}
@@ -866,6 +972,7 @@ class Engine:
         ``stats`` (count: non-NULL values; rows: all rows of the block).
         """
         with self.lock:
+            self._settle()
             db = self.dbs[self.uid_db[uid]]
             names = self._segment_names(db, t0, t1)
             mem = self.mem.get(uid)
@@ -944,6 +1051,7 @@ class Engine:
         """:meth:`pieces` of many tables (what they share is looked up once); with ``skip``,
         no piece for a segment block that overlaps no other data and that ``skip`` rules
         out by its metadata (a filter's min/max test), so none is made for it at all."""
+        self._settle()
         wanted = [TS] + [col_key(c) for c in col_ids]
         names_of: dict[str, list[SegmentReader]] = {}
         types_of: dict[Any, dict[int, pa.DataType]] = {}
@@ -982,6 +1090,7 @@ class Engine:
         numpy over each segment's block list instead of table by table; a table with rows in
         the memtable or with overlapping blocks goes through :meth:`_pieces`. None when the
         tables are not all sub-tables of one super table."""
+        self._settle()
         first = self._table_by_uid(uids[0])
         db = self.dbs[self.uid_db[uids[0]]]
         if first.stable is None:
@@ -1147,6 +1256,7 @@ class Engine:
     def last_row(self, uid: int) -> pa.Table | None:
         """The newest row of a table (all current columns), from the last-row cache."""
         with self.lock:
+            self._settle()
             if uid in self.last_rows and self.last_rows[uid] is not None:
                 return _select(self.last_rows[uid], None, self.dbs[self.uid_db[uid]], uid, self)
             db = self.dbs[self.uid_db[uid]]
@@ -1168,6 +1278,7 @@ class Engine:
 
     def time_bounds(self, uid: int) -> tuple[int, int] | None:
         """Smallest and largest timestamp stored for a table, from block indexes only."""
+        self._settle()
         db = self.dbs[self.uid_db[uid]]
         lo = hi = None
         for name in self._segment_names(db, None, None):
@@ -1248,6 +1359,25 @@ def _encode_insert(batches: list[tuple[int, pa.Table]]) -> bytes:
             f"<{2 * len(members)}Q", *[x for uid, rows in members for x in (uid, rows.num_rows)]
         )
         out.write(_GROUP_HEADER.pack(len(members), buf.size))
+        out.write(index)
+        out.write(buf)
+    return out.getvalue()
+
+
+def _encode_runs(runs: list[TableRuns]) -> bytes:
+    """TableRuns in _encode_insert's format: a group each, its rows one IPC stream."""
+    out = io.BytesIO()
+    for r in runs:
+        sink = pa.BufferOutputStream()
+        rows = r.rows.combine_chunks()
+        with pa.ipc.new_stream(sink, rows.schema) as writer:
+            writer.write_table(rows)
+        buf = sink.getvalue()
+        # Runs are contiguous and in order, so (uid, count) pairs describe them exactly.
+        if r.starts.size and (r.starts != np.cumsum(r.counts) - r.counts).any():
+            raise ValueError("TableRuns runs must be contiguous, in row order")
+        index = np.column_stack((r.uids, r.counts)).astype("<u8").tobytes()
+        out.write(_GROUP_HEADER.pack(r.uids.size, buf.size))
         out.write(index)
         out.write(buf)
     return out.getvalue()

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from septet.tsdb import sqlast as A
 from septet.tsdb.catalog import DatabaseOptions, type_length
-from septet.tsdb.engine import Engine, RowsMeta
+from septet.tsdb.engine import Engine, TableRuns
 from septet.tsdb.errors import TsdbError
 from septet.tsdb.expressions import Context, Frame, evaluate, walk
 from septet.tsdb.query import (
@@ -327,12 +327,10 @@ class Session:
         return self.engine.insert([(t.uid, rows)])
 
     def _insert_stable(self, db_name: str, stable: str, data: pa.Table) -> int:
-        return self.engine.insert(*self.stable_batches(db_name, stable, data))
+        return self.engine.insert(runs=[self.stable_runs(db_name, stable, data)])
 
-    def stable_batches(
-        self, db_name: str, stable: str, data: pa.Table
-    ) -> tuple[list[tuple[int, pa.Table]], list[RowsMeta]]:
-        """Rows for a super table as the engine's per-sub-table batches (creating missing
+    def stable_runs(self, db_name: str, stable: str, data: pa.Table) -> TableRuns:
+        """Rows for a super table as the engine's runs of sub-table rows (creating missing
         sub-tables), not yet written: callers may write several in one WAL record."""
         db = self.engine.database(db_name)
         st = db.stables[stable]
@@ -344,18 +342,17 @@ class Session:
             )
         tag_names = [t.name for t in st.tags if t.name in lower]
         names = data.column(lower["tbname"]).combine_chunks()
+        if names.null_count:
+            row = int(np.flatnonzero(names.is_null().to_numpy(zero_copy_only=False))[0])
+            raise TsdbError(f"'tbname' is NULL in row {row}: every row needs its sub-table's name")
         enc = names.dictionary_encode()
         codes = enc.indices.to_numpy(zero_copy_only=False)
-        order = np.argsort(codes, kind="stable")
-        sorted_codes = codes[order]
-        cuts = np.flatnonzero(np.diff(sorted_codes)) + 1
-        starts = np.concatenate([[0], cuts]).astype(np.int64)
-        firsts = order[starts]
+        _, firsts = np.unique(codes, return_index=True)  # each name's first row
         existing = db.tables
         dictionary = enc.dictionary.to_pylist()
-        tables: list = []
+        tables: list = []  # per name (code)
         specs, new_at = [], []  # sub-tables to create, and where they go in ``tables``
-        for code, row in zip(sorted_codes[starts].tolist(), firsts.tolist(), strict=True):
+        for code, row in enumerate(firsts.tolist()):
             tname = dictionary[code]
             known = existing.get(tname.lower()) if isinstance(tname, str) else None
             if known is not None and known.stable == stable:
@@ -372,6 +369,12 @@ class Session:
         for t in tables:
             if t.stable != stable:
                 raise TsdbError(f"table {t.name!r} is not a sub-table of {stable!r}")
+        # Rows grouped by table, in arrival order within each: names that differ in case
+        # are one table, and its later rows must stay later (the newest write wins).
+        row_uid = np.fromiter((t.uid for t in tables), np.int64, len(tables))[codes]
+        order = np.argsort(row_uid, kind="stable")
+        sorted_uid = row_uid[order]
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_uid)) + 1]).astype(np.int64)
         value_cols = [lower[c.name] for c in st.columns if c.name in lower]
         body = conform_arrow(st.columns, data.select(value_cols), db.options.precision)
         body = body.take(pa.array(order))
@@ -384,16 +387,7 @@ class Session:
         step_back[1:] = ts[1:] <= ts[:-1]
         step_back[starts] = False
         unordered = np.logical_or.reduceat(step_back, starts)
-        per_row = body.nbytes / max(body.num_rows, 1)
-        batches, metas = [], []
-        # Python ints once for all tables (1,000 sub-tables per line-protocol batch).
-        columns = (starts.tolist(), (ends - starts).tolist(), lo.tolist(), hi.tolist())
-        for t, a, n, low, high, unordered_ in zip(
-            tables, *columns, unordered.tolist(), strict=True
-        ):
-            batches.append((t.uid, body.slice(a, n)))
-            metas.append(RowsMeta(low, high, not unordered_, int(per_row * n)))
-        return batches, metas
+        return TableRuns(body, sorted_uid[starts], starts, ends - starts, lo, hi, ~unordered)
 
     def _Delete(self, s: A.Delete, ctx: Context) -> Result:
         q = A.Select([(A.Star(), None)], s.table, s.where)

@@ -470,7 +470,7 @@ def _table(st_name, groups, fields, tags, now, src_ns, db_ns, existing) -> pa.Ta
         lower, names = zip(*named, strict=True)
         idx = pa.array(r.series_index)
         arrays = {
-            # Dictionary-encoded as stable_batches would encode it: no 10,000-string copy.
+            # Dictionary-encoded as stable_runs would encode it: no 10,000-string copy.
             "tbname": pa.DictionaryArray.from_arrays(idx, pa.array(names, pa.string())),
             TS_COLUMN: pa.array(ts, pa.int64()),
         }

@@ -409,19 +409,16 @@ def apply_schema(engine: Any, db: Any, plans: list[tuple[str, dict, dict]]) -> N
 
 def insert_tables(connection: Any, db: Any, tables: list[tuple[str, pa.Table]]) -> int:
     """Rows (``tbname``, ``_ts``, tags, fields) of each super table, as one insert."""
-    batches: list = []
-    metas: list = []
+    runs = []
     for st_name, table in tables:
         ts_name = db.stables[st_name].columns[0].name  # a super table made by SQL may say 'ts'
         if ts_name != TS_COLUMN:
             table = table.rename_columns(
                 [ts_name if c == TS_COLUMN else c for c in table.column_names]
             )
-        b, m = connection.session.stable_batches(db.name, st_name, table)
-        batches += b
-        metas += m
+        runs.append(connection.session.stable_runs(db.name, st_name, table))
     # One WAL record for the whole batch: after a crash it is there whole or not at all.
-    return connection.engine.insert(batches, metas)
+    return connection.engine.insert(runs=runs)
 
 
 ARROW_TYPES = {"BIGINT": pa.int64(), "BIGINT UNSIGNED": pa.uint64(), "DOUBLE": pa.float64(),
@@ -435,16 +432,22 @@ def _ident(name: str, what: str, line: int) -> str:
         raise LineProtocolError(str(e), line, 1) from None
 
 
-def write_line_protocol(
-    connection: Any, database: str, text: str | bytes, precision: str = "ns"
-) -> int:
-    """Parse and write a batch of line protocol; nothing is written if any line is malformed.
+@dataclass
+class ParsedLines:
+    """A batch of line protocol read but not written: columnar Rows, or, where the columnar
+    reader declined the batch, the exact parser's Points."""
 
-    Plain lines take the columnar path (septet.tsdb.line_batch); should it meet anything it
-    does not handle exactly like this module (a type clash, a bad name), the batch is parsed
-    and written line by line here instead, which names the problem.
-    """
-    from septet.tsdb.line_batch import Fallback, parse_rows, write_rows
+    body: bytes
+    rows: list[Any] | None
+    points: list[Point] | None
+
+
+def parse_line_protocol(text: str | bytes) -> ParsedLines:
+    """Read a batch without touching any database; a malformed line raises LineProtocolError.
+
+    This is the costly half of a write and needs no lock: its numpy and Arrow calls release
+    the GIL, so a server parses one request while it writes another."""
+    from septet.tsdb.line_batch import Fallback, parse_rows
 
     body = text.encode("utf-8") if isinstance(text, str) else text
     if not body.isascii():
@@ -453,7 +456,32 @@ def write_line_protocol(
         except UnicodeDecodeError as e:
             raise TsdbError(f"line protocol must be UTF-8 text: byte {e.start} is not") from None
     try:
-        return write_rows(connection, database, parse_rows(body), precision)
+        return ParsedLines(body, parse_rows(body), None)
     except Fallback:
-        text = body.decode("utf-8") if isinstance(text, bytes) else text
-        return write_points(connection, database, parse_lines(text), precision)
+        return ParsedLines(body, None, parse_lines(body.decode("utf-8")))
+
+
+def write_parsed(connection: Any, database: str, parsed: ParsedLines, precision: str = "ns") -> int:
+    """Write a parsed batch; nothing is written if any of it cannot be.
+
+    Columnar Rows take the fast path (septet.tsdb.line_batch); should it meet anything it does
+    not handle exactly like this module (a type clash, a bad name), the batch is written line
+    by line here instead, which names the problem."""
+    from septet.tsdb.line_batch import Fallback, write_rows
+
+    if parsed.rows is not None:
+        try:
+            return write_rows(connection, database, parsed.rows, precision)
+        except Fallback:
+            pass
+    points = parsed.points
+    if points is None:
+        points = parse_lines(parsed.body.decode("utf-8"))
+    return write_points(connection, database, points, precision)
+
+
+def write_line_protocol(
+    connection: Any, database: str, text: str | bytes, precision: str = "ns"
+) -> int:
+    """Parse and write a batch of line protocol; nothing is written if any line is malformed."""
+    return write_parsed(connection, database, parse_line_protocol(text), precision)
