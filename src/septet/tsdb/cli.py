@@ -46,11 +46,17 @@ def serve(
     port: int = typer.Option(6041, help="TCP port (TDengine's REST port is 6041)."),
     fsync: str = typer.Option("always", help="WAL fsync policy: always, periodic or off."),
     keep_alive: int = typer.Option(600, help="Seconds an idle keep-alive connection stays open."),
+    background_flush: bool = typer.Option(
+        True, help="Encode flushed segments in a process of their own while writes go on."
+    ),
 ) -> None:
     """Serve DIR over HTTP: TDengine REST (/rest/sql), InfluxDB and OpenTSDB writes."""
     from septet.tsdb.server import serve as run
 
-    run(data, host=host, port=port, fsync=fsync, keep_alive_s=keep_alive)
+    run(
+        data, host=host, port=port, fsync=fsync, keep_alive_s=keep_alive,
+        background_flush=background_flush,
+    )  # fmt: skip
 
 
 @app.command()

@@ -10,6 +10,9 @@ Durability contract (also in docs/tsdb.md):
 3. A flush writes the memtable into new segment files (atomically), then a manifest that
    names them and moves the WAL checkpoint, and only then deletes old WAL files and replaced
    segments. A crash anywhere leaves either the old manifest (WAL still there) or the new one.
+   A background flush (servers) freezes the memtable and starts a new WAL generation; until
+   its segments are committed the manifest names the frozen rows' generation, so recovery
+   replays both; segment files the manifest does not name are removed on open.
 4. DELETE flushes, then rewrites the affected partitions and commits them with the manifest.
 5. A row's identity is (table, timestamp): a later write of the same timestamp replaces the
    whole row, in the memtable, across segments (newer segment wins) and in compaction.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import mmap
 import os
 import shutil
@@ -46,6 +50,7 @@ from septet.tsdb.catalog import (
     check_identifier,
 )
 from septet.tsdb.errors import TsdbError
+from septet.tsdb.flusher import STAGING
 from septet.tsdb.segment import (
     TS,
     BlockCache,
@@ -57,6 +62,7 @@ from septet.tsdb.segment import (
 from septet.tsdb.wal import WriteAheadLog, generations, read_records
 
 MANIFEST = "MANIFEST.json"
+_log = logging.getLogger(__name__)
 _INSERT = 1
 _GROUP_HEADER = struct.Struct("<QQ")  # tables in the group, IPC stream length
 _MAX_CHUNKS = 32  # memtable chunks per table before they are merged into one
@@ -82,6 +88,9 @@ class EngineOptions:
     max_segments: int = 4  # segments per partition before they are compacted into one
     block_cache_bytes: int = field(default_factory=default_cache_bytes)
     query_threads: int = 0  # threads that decode and aggregate a query's tables; 0: one per core
+    # Encode flushed segments in a process of their own while writes go on (septet.tsdb.flusher):
+    # what a server wants; embedded use keeps the simpler flush in the caller's thread.
+    background_flush: bool = False
 
     @staticmethod
     def from_kwargs(kwargs: dict[str, Any]) -> EngineOptions:
@@ -217,6 +226,13 @@ class Engine:
         self._pending: list[TableRuns] = []  # inserts not yet split into ``mem``: _settle
         self._pending_bytes = 0
         self.mem_bytes = 0  # of both
+        # A background flush (septet.tsdb.flusher): the memtable it is writing, still read by
+        # queries until its segments are committed, and the oldest WAL generation it needs.
+        self._imm: dict[int, _MemTable] | None = None
+        self._imm_gen: int | None = None
+        self._background: tuple | None = None  # (segment names, partitions, last seq)
+        self._flusher: Any = None
+        self._idle = threading.Condition(self.lock)  # notified when a background flush ends
         self.uid_db: dict[int, str] = {}
         self.by_uid: dict[int, Table] = {}
         self.last_rows: dict[int, pa.Table | None] = {}
@@ -243,6 +259,8 @@ class Engine:
     def _open_directory(self) -> None:
         assert self.path is not None
         self.path.mkdir(parents=True, exist_ok=True)
+        # Rows staged for a flush process that a crash interrupted: the WAL still has them.
+        shutil.rmtree(self.path / STAGING, ignore_errors=True)
         manifest = self.path / MANIFEST
         if manifest.exists():
             m = json.loads(manifest.read_text())
@@ -262,6 +280,14 @@ class Engine:
         for names in self.segments.values():
             for name in names:
                 self._open_segment(name)
+        # Segment files the manifest does not name: written by a flush that a crash stopped
+        # before its commit (the WAL still holds their rows) or replaced by one before the
+        # old files were removed.
+        named = {n for names in self.segments.values() for n in names}
+        for db_name in self.dbs:
+            for f in (self.path / db_name).glob("p*/*.seg"):
+                if f"{db_name}/{f.parent.name}/{f.name}" not in named:
+                    f.unlink(missing_ok=True)
         self._recover()
         self.wal = WriteAheadLog(
             self.path / "wal", self.wal_gen, self.options.fsync, self.options.fsync_period_ms
@@ -279,7 +305,7 @@ class Engine:
                     continue
                 self.next_seq = max(self.next_seq, seq + 1)
                 if kind == _INSERT:
-                    for uid, rows in _decode_insert(body):
+                    for uid, rows in decode_tables(body):
                         if uid in self.uid_db:
                             self._mem_add(uid, self._conform(uid, rows))
             self.wal_gen = max(self.wal_gen, gen)
@@ -315,6 +341,9 @@ class Engine:
                 self.flush()
                 assert self.wal is not None
                 self.wal.close()
+            if self._flusher is not None:
+                self._flusher.close()
+                self._flusher = None
             for reader in self.readers.values():
                 reader.close()
             self.readers.clear()
@@ -340,7 +369,9 @@ class Engine:
                 "next_seq": self.next_seq,
                 "next_segment": self.next_segment,
                 "flushed_seq": self.flushed_seq,
-                "wal_generation": self.wal_gen,
+                # The oldest WAL generation still needed: a background flush's memtable lives
+                # in the generation before the current one until its segments are committed.
+                "wal_generation": self.wal_gen if self._imm_gen is None else self._imm_gen,
             },
             indent=None,
         )
@@ -366,6 +397,7 @@ class Engine:
 
     def drop_database(self, name: str, if_exists: bool) -> None:
         with self.lock:
+            self._wait_for_background()  # its folder goes: no segment may be on its way there
             if name not in self.dbs:
                 if if_exists:
                     return
@@ -382,6 +414,8 @@ class Engine:
 
     def _forget_table(self, uid: int) -> None:
         self._settle()
+        if self._imm is not None:  # its rows may still reach a segment: no uid, never read
+            self._imm.pop(uid, None)
         mem = self.mem.pop(uid, None)
         if mem is not None:
             self.mem_bytes -= mem.nbytes
@@ -610,7 +644,8 @@ class Engine:
                 self._pending_bytes += size
                 self.mem_bytes += size
                 total += r.num_rows
-            if self.mem_bytes >= self.options.memtable_bytes:
+            full = self.mem_bytes >= self.options.memtable_bytes
+            if full and not (self.options.background_flush and self._flush_in_background()):
                 self.flush()
             if self.listeners:
                 written = batches + [b for r in runs for b in r.split()]
@@ -714,22 +749,12 @@ class Engine:
         """Write the memtable into segments, commit the manifest, retire old WAL files."""
         with self.lock:
             self._check_open()
+            self._wait_for_background()
             self._apply_retention()
             self._settle()
             if not self.mem:
                 return
-            by_partition: dict[tuple[str, int], dict[int, pa.Table]] = {}
-            for uid, mem in self.mem.items():
-                db = self.dbs[self.uid_db[uid]]
-                rows = merge_sources(mem.chunks, mem.sorted)
-                ts = rows.column(TS).to_numpy()
-                pids = ts // db.options.partition_span
-                cuts = np.flatnonzero(np.diff(pids)) + 1
-                starts = np.concatenate([[0], cuts])
-                ends = np.concatenate([cuts, [ts.size]])
-                for s, e in zip(starts, ends, strict=True):
-                    key = (db.name, int(pids[s]))
-                    by_partition.setdefault(key, {})[uid] = rows.slice(int(s), int(e - s))
+            by_partition = self._partition_tables(self.mem)
             retired: list[str] = []
             for key, tables in sorted(by_partition.items()):
                 existing = self.segments.get(key, [])
@@ -739,51 +764,168 @@ class Engine:
                 else:
                     name = self._write_segment(key, tables)
                     self.segments[key] = [*existing, name]
-                    # Write-through: the rows just written are what queries read next, and
-                    # they are in memory already; decoding them back would cost ~50 us a block.
-                    reader = self.readers[name]
-                    db = self.dbs[key[0]]
-                    prec = db.options.precision
-                    types_of: dict[Any, dict[int, pa.DataType]] = {}
-                    made: dict = {}  # the arenas of the new segment
-                    for uid, rows in tables.items():
-                        table = self._table_by_uid(uid)
-                        tkey = table.stable if table.stable is not None else uid
-                        types = types_of.get(tkey)
-                        if types is None:
-                            cols = db.columns_of(table)
-                            types = types_of[tkey] = {c.id: arrow_type(c.type, prec) for c in cols}
-                        cache_written(self.cache, reader, uid, rows, types, made)
+                    self._cache_written(key, name, tables)
             self.mem.clear()
             self.mem_bytes = 0
             self.flushed_seq = self.next_seq - 1
-            old_wal = self.wal
-            if old_wal is not None:
-                self.wal_gen += 1
-                self.wal = WriteAheadLog(
-                    old_wal.directory,
-                    self.wal_gen,
-                    self.options.fsync,
-                    self.options.fsync_period_ms,
-                )
+            self._next_wal()
             self._write_manifest()
-            if old_wal is not None:
-                old_wal.close()
-                for gen in generations(old_wal.directory):
-                    if gen < self.wal_gen:
-                        (old_wal.directory / f"{gen:012d}.log").unlink(missing_ok=True)
+            self._retire_wal()
             self._remove_segments(retired)
 
-    def _write_segment(self, key: tuple[str, int], tables: dict[int, pa.Table]) -> str:
+    def _partition_tables(
+        self, mem: dict[int, _MemTable]
+    ) -> dict[tuple[str, int], dict[int, pa.Table]]:
+        """The memtable's rows per (database, partition) and table, sorted, one per ts."""
+        by_partition: dict[tuple[str, int], dict[int, pa.Table]] = {}
+        for uid, m in mem.items():
+            db = self.dbs[self.uid_db[uid]]
+            rows = merge_sources(m.chunks, m.sorted)
+            ts = rows.column(TS).to_numpy()
+            pids = ts // db.options.partition_span
+            cuts = np.flatnonzero(np.diff(pids)) + 1
+            starts = np.concatenate([[0], cuts])
+            ends = np.concatenate([cuts, [ts.size]])
+            for s, e in zip(starts, ends, strict=True):
+                key = (db.name, int(pids[s]))
+                by_partition.setdefault(key, {})[uid] = rows.slice(int(s), int(e - s))
+        return by_partition
+
+    def _cache_written(self, key: tuple[str, int], name: str, tables: dict[int, pa.Table]) -> None:
+        """Write-through: the rows just flushed are what queries read next, and they are in
+        memory already; decoding them back would cost ~50 us a block."""
+        reader = self.readers[name]
+        db = self.dbs[key[0]]
+        prec = db.options.precision
+        types_of: dict[Any, dict[int, pa.DataType]] = {}
+        made: dict = {}  # the arenas of the new segment
+        for uid, rows in tables.items():
+            table = self._table_by_uid(uid)
+            tkey = table.stable if table.stable is not None else uid
+            types = types_of.get(tkey)
+            if types is None:
+                cols = db.columns_of(table)
+                types = types_of[tkey] = {c.id: arrow_type(c.type, prec) for c in cols}
+            cache_written(self.cache, reader, uid, rows, types, made)
+
+    def _next_wal(self) -> None:
+        """Start a new WAL generation: later writes go there, the old file can be retired."""
+        old_wal = self.wal
+        if old_wal is not None:
+            self.wal_gen += 1
+            self.wal = WriteAheadLog(
+                old_wal.directory, self.wal_gen, self.options.fsync, self.options.fsync_period_ms
+            )
+            old_wal.close()
+
+    def _retire_wal(self) -> None:
+        """Delete the WAL generations older than the manifest's (their rows are in segments)."""
+        if self.wal is None:
+            return
+        needed = self.wal_gen if self._imm_gen is None else self._imm_gen
+        for gen in generations(self.wal.directory):
+            if gen < needed:
+                (self.wal.directory / f"{gen:012d}.log").unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ background flush
+    def _flush_in_background(self) -> bool:
+        """Freeze the memtable and have the flush process write its segments (flusher.py);
+        False, having done nothing, where a partition is due for compaction (done in place).
+
+        One flush at a time: a memtable that fills while the last one is still being written
+        waits for it, which is what keeps memory bounded (two memtables at most)."""
+        from septet.tsdb.flusher import Flusher, SegmentJob
+
+        assert self.path is not None
+        self._wait_for_background()
+        self._apply_retention()
+        self._settle()
+        if not self.mem:
+            return True
+        by_partition = self._partition_tables(self.mem)
+        if any(len(self.segments.get(k, [])) + 1 > self.options.max_segments for k in by_partition):
+            return False
+        staging = self.path / STAGING
+        staging.mkdir(exist_ok=True)
+        jobs, names = [], {}
+        for key, tables in sorted(by_partition.items()):
+            db = self.dbs[key[0]]
+            name = f"{key[0]}/p{key[1]}/{self.next_segment:010d}.seg"
+            staged = staging / f"{self.next_segment:010d}.arrows"
+            self.next_segment += 1
+            staged.write_bytes(_encode_insert(sorted(tables.items())))
+            (self.path / name).parent.mkdir(parents=True, exist_ok=True)
+            jobs.append(
+                SegmentJob(
+                    str(staged), str(self.path / name), db.options.compression,
+                    db.options.compression_level, db.options.block_rows,
+                )
+            )  # fmt: skip
+            names[key] = name
+        self._imm, self.mem = self.mem, {}
+        self.mem_bytes = 0
+        self._imm_gen = self.wal_gen  # the generation that holds the frozen rows
+        self._next_wal()
+        if self._flusher is None:
+            self._flusher = Flusher()
+        self._background = (names, by_partition, self.next_seq - 1)
+        self._flusher.submit(jobs, self._finish_background)
+        return True
+
+    def _finish_background(self, failed: Exception | None) -> None:
+        """Commit the segments of a background flush: the flush process's files, or, if it
+        failed (died, or raised), the same segments written here from the rows in memory."""
+        with self.lock:
+            if self._background is None:
+                return
+            names, by_partition, seq = self._background
+            for key, name in names.items():
+                if key[0] not in self.dbs:  # dropped meanwhile (its folder went with it)
+                    continue
+                if failed is not None:
+                    data = self._encode_segment(key, by_partition[key])
+                    atomic_write_bytes(self.path / name, data)
+                self._open_segment(name)
+                self.segments[key] = [*self.segments.get(key, []), name]
+            if failed is not None:
+                _log.warning("the flush process failed (%r); flushed in the engine instead", failed)
+                shutil.rmtree(self.path / STAGING, ignore_errors=True)
+            self.flushed_seq = max(self.flushed_seq, seq)
+            self._imm = self._imm_gen = self._background = None
+            self._write_manifest()
+            self._retire_wal()
+            self._idle.notify_all()
+
+    def _wait_for_background(self) -> None:
+        while self._background is not None:
+            self._idle.wait()
+
+    def _mem_of(self, uid: int) -> _MemTable | None:
+        """A table's unflushed rows: the memtable's, after those of a background flush."""
+        mem = self.mem.get(uid)
+        if self._imm is None:
+            return mem
+        old = self._imm.get(uid)
+        if old is None or mem is None:
+            return old if mem is None else mem
+        both = _MemTable()
+        both.chunks, both.ranges = old.chunks + mem.chunks, old.ranges + mem.ranges
+        both.sorted, both.nbytes = old.sorted + mem.sorted, old.nbytes + mem.nbytes
+        return both
+
+    def _encode_segment(self, key: tuple[str, int], tables: dict[int, pa.Table]) -> bytes:
         db = self.dbs[key[0]]
         writer = SegmentWriter(
             db.options.compression, db.options.compression_level, db.options.block_rows
         )
         for uid in sorted(tables):
             writer.add_table(uid, tables[uid])
+        return writer.finish()
+
+    def _write_segment(self, key: tuple[str, int], tables: dict[int, pa.Table]) -> str:
+        data = self._encode_segment(key, tables)
         name = f"{key[0]}/p{key[1]}/{self.next_segment:010d}.seg"
         self.next_segment += 1
-        data = writer.finish()
         if self.path is None:
             self._memory_segments[name] = data
         else:
@@ -975,7 +1117,7 @@ class Engine:
             self._settle()
             db = self.dbs[self.uid_db[uid]]
             names = self._segment_names(db, t0, t1)
-            mem = self.mem.get(uid)
+            mem = self._mem_of(uid)
             stats: list[list[Any]] = []
             skips: dict[str, set[int]] = {}
             if stats_col is not None:
@@ -1137,7 +1279,7 @@ class Engine:
         # Tables whose blocks overlap, or with rows in the memtable, are merged as usual.
         same = pos[1:] == pos[:-1]
         slow = set(pos[1:][same & (hi[:-1] >= lo[1:])].tolist())
-        slow.update(k for k, uid in enumerate(uids) if self.mem.get(uid) is not None)
+        slow.update(k for k, uid in enumerate(uids) if self._mem_of(uid) is not None)
         out: list[list[Piece]] = [[] for _ in range(n)]
         cache, compressor = self.cache, db.options.compression
         tables = [r.block_table() for r in readers]
@@ -1183,7 +1325,7 @@ class Engine:
                 if (t0 is not None and b.t1 < t0) or (t1 is not None and b.t0 > t1):
                     continue
                 spans.append((b.t0, b.t1, age, reader, i))
-        mem = self.mem.get(uid)
+        mem = self._mem_of(uid)
         if mem is not None:
             for k, (lo, hi) in enumerate(mem.ranges):
                 if (t0 is not None and hi < t0) or (t1 is not None and lo > t1):
@@ -1264,7 +1406,7 @@ class Engine:
             for name in self._segment_names(db, None, None):
                 for b in self.readers[name].blocks(uid):
                     newest = b.t1 if newest is None else max(newest, b.t1)
-            mem = self.mem.get(uid)
+            mem = self._mem_of(uid)
             if mem is not None:
                 hi = max(h for _, h in mem.ranges)
                 newest = hi if newest is None else max(newest, hi)
@@ -1285,7 +1427,7 @@ class Engine:
             for b in self.readers[name].blocks(uid):
                 lo = b.t0 if lo is None else min(lo, b.t0)
                 hi = b.t1 if hi is None else max(hi, b.t1)
-        mem = self.mem.get(uid)
+        mem = self._mem_of(uid)
         if mem is not None:
             for a, b in mem.ranges:
                 lo = a if lo is None else min(lo, a)
@@ -1383,7 +1525,8 @@ def _encode_runs(runs: list[TableRuns]) -> bytes:
     return out.getvalue()
 
 
-def _decode_insert(body: memoryview) -> list[tuple[int, pa.Table]]:
+def decode_tables(body: memoryview) -> list[tuple[int, pa.Table]]:
+    """(uid, rows) of each table in a body that _encode_insert / _encode_runs wrote."""
     out = []
     pos = 0
     while pos < len(body):

@@ -66,6 +66,9 @@ class Server:
 
     def __init__(self, directory: str | Path, fsync: str = "always", **options: Any):
         self.directory = Path(directory)
+        # A server flushes in the background (septet.tsdb.flusher): writes are not held up
+        # for the seconds a large memtable takes to encode.
+        options.setdefault("background_flush", True)
         self.engine = Engine(self.directory, fsync=fsync, **options)
         self.connection = Connection(self.engine)
         self.users = Users(self.directory)

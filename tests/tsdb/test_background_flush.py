@@ -1,0 +1,108 @@
+"""Background flush (EngineOptions.background_flush, septet.tsdb.flusher): the memtable is
+frozen and encoded into segments by a process of its own while writes and reads go on; the
+segments are committed when it is done; a failed or interrupted flush loses nothing."""
+
+import time
+
+import numpy as np
+import pyarrow as pa
+
+import septet.tsdb as tsdb
+from septet.tsdb.flusher import STAGING, Flusher
+
+NOW_MS = int(time.time() * 1000) // 1000 * 1000
+
+
+def make(path, **options):
+    con = tsdb.connect(path, background_flush=True, memtable_bytes=40_000, **options)
+    con.execute("CREATE DATABASE IF NOT EXISTS db KEEP 30 DURATION 1")
+    con.execute("USE db")
+    con.execute("CREATE STABLE IF NOT EXISTS m (ts TIMESTAMP, v DOUBLE) TAGS (site INT)")
+    return con
+
+
+def insert(con, model, rng, n=400):
+    tb = [f"d{i}" for i in rng.integers(0, 7, n)]
+    ts = (NOW_MS + rng.integers(0, 5000, n) * 1000).tolist()
+    v = rng.normal(size=n).round(4).tolist()
+    con.insert_arrow("m", pa.table({"tbname": tb, "ts": ts, "v": v, "site": [1] * n}))
+    for t, s, x in zip(tb, ts, v, strict=True):
+        model.setdefault(t, {})[s] = x
+
+
+def check(con, model):
+    for t, expected in model.items():
+        got = con.execute(f"SELECT ts, v FROM {t}").fetchall()
+        assert [(int(a.timestamp() * 1000), b) for a, b in got] == sorted(expected.items()), t
+
+
+def segment_files(path):
+    return sorted(p.name for p in (path / "db").glob("p*/*.seg"))
+
+
+def test_writes_and_reads_go_on_while_the_flush_process_writes_segments(tmp_path):
+    con = make(tmp_path)
+    rng = np.random.default_rng(0)
+    model: dict = {}
+    frozen_seen = False
+    for _ in range(30):
+        insert(con, model, rng)
+        engine = con.engine
+        with engine.lock:
+            frozen_seen |= engine._imm is not None
+        check(con, model)  # reads see the frozen memtable, the new one and the segments
+    assert frozen_seen, "no flush ran in the background"
+    with con.engine.lock:
+        con.engine._wait_for_background()
+    assert con.engine._flusher is not None  # the segments came from the flush process
+    assert segment_files(tmp_path)
+    check(con, model)
+    con.close()
+    assert not (tmp_path / STAGING).exists() or not any((tmp_path / STAGING).iterdir())
+    con = tsdb.connect(tmp_path, "db")
+    check(con, model)
+
+
+def test_a_failed_flush_process_is_replaced_by_a_flush_in_the_engine(tmp_path, monkeypatch):
+    def broken(self, jobs, done):
+        done(RuntimeError("the flush process exited (-9)"))
+
+    monkeypatch.setattr(Flusher, "submit", broken)
+    con = make(tmp_path)
+    rng = np.random.default_rng(1)
+    model: dict = {}
+    for _ in range(10):
+        insert(con, model, rng)
+    assert segment_files(tmp_path)  # written by the engine itself
+    check(con, model)
+    con.close()
+    check(tsdb.connect(tmp_path, "db"), model)
+
+
+def test_a_crash_during_a_background_flush_loses_no_row(tmp_path, monkeypatch):
+    """The process dies after the memtable was frozen and staged, before the commit: the
+    manifest still names the WAL generation of the frozen rows, so they are replayed; the
+    staged rows and any segment file the manifest does not name are removed."""
+    started = []
+
+    def never_done(self, jobs, done):  # the flush process got the jobs, then all died
+        started.append(jobs)
+
+    monkeypatch.setattr(Flusher, "submit", never_done)
+    con = make(tmp_path)
+    rng = np.random.default_rng(2)
+    model: dict = {}
+    while not started:
+        insert(con, model, rng)
+    insert(con, model, rng)  # rows in the new WAL generation too
+    con.execute("CREATE TABLE extra USING m TAGS (2)")  # a manifest written meanwhile
+    (tmp_path / "db" / "p0").mkdir(parents=True, exist_ok=True)
+    orphan = tmp_path / "db" / "p0" / "0000099999.seg"
+    orphan.write_bytes(b"half a segment")
+    assert any((tmp_path / STAGING).iterdir())
+    con.engine.wal.close()  # the crash: nothing more reaches the disk
+    monkeypatch.undo()
+    con = tsdb.connect(tmp_path, "db")
+    check(con, model)
+    assert not orphan.exists()
+    assert not (tmp_path / STAGING).exists()
