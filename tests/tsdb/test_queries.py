@@ -484,3 +484,74 @@ def test_aggregates_use_block_statistics_without_decoding_and_stay_exact(raw, mo
     blocks_in_range = 4 * 300 // 50 * 2  # two columns
     # Only the blocks cut by the range ends or overlapped by memtable rows are decoded.
     assert len(decoded) <= blocks_in_range // 4, decoded
+
+
+# ----------------------------------------------------------------------------- tag index
+TAG_CONDITIONS = [
+    "host = 'h3'",
+    "'h3' = host",
+    "host = 'H3'",
+    "host = 'nowhere'",
+    "host IN ('h1', 'h5', 'nowhere')",
+    "host IN ('h2', 'h2')",
+    "host IN ('nowhere')",
+    "tbname = 't7'",
+    "tbname IN ('t1', 't2', 't40')",
+    "zone = 'z1'",
+    "host = 'h3' AND rack = 2",
+    "host IN ('h1', 'h2', 'h4') AND zone = 'z0'",
+    "host = 'h1' AND host = 'h2'",
+    "host = 'h3' OR host = 'h4'",
+    "host != 'h3'",
+    "host IN ('h1', NULL)",
+    "host NOT IN ('h1', 'h2')",
+    "host LIKE 'h1%'",
+    "rack IN (1, 2)",
+    "rack = 1 AND tbname IN ('t0', 't1', 't2', 't3')",
+]
+
+
+def test_the_tag_index_picks_the_tables_that_evaluating_the_tag_condition_picks(monkeypatch):
+    """``tag = 'text'`` and ``tag IN (...)`` on string tags and tbname are looked up in an index
+    of the super table's sub-tables: every condition gives the same rows with the index as by
+    evaluating it over the tags of every sub-table (NULL tags, duplicate values, case, values
+    that no table has, mixes with conditions that are not looked up), also after a tag changes."""
+    import septet.tsdb as tsdb
+    from septet.tsdb import query
+
+    c = tsdb.connect(":memory:")
+    c.execute("CREATE DATABASE ix KEEP 36500")
+    c.execute("USE ix")
+    c.execute(
+        "CREATE STABLE s (ts TIMESTAMP, v INT) TAGS (host VARCHAR(16), zone NCHAR(8), rack INT)"
+    )
+    for i in range(60):
+        host = "NULL" if i % 9 == 0 else f"'h{i % 20}'"
+        c.execute(
+            f"INSERT INTO t{i} USING s TAGS ({host}, 'z{i % 3}', {i % 4}) VALUES ({T0 + i}, {i})"
+        )
+    looked_up = []
+    indexed = query._indexed
+
+    def spy(*args):
+        found = indexed(*args)
+        looked_up.append(found is not None)
+        return found
+
+    def by_index(where):
+        monkeypatch.setattr(query, "_indexed", spy)
+        return sorted(c.execute(f"SELECT tbname, v FROM s WHERE {where}").fetchall())
+
+    def by_evaluation(where):
+        monkeypatch.setattr(query, "_indexed", lambda *args: None)
+        return sorted(c.execute(f"SELECT tbname, v FROM s WHERE {where}").fetchall())
+
+    for stage in ("before", "after"):
+        for where in TAG_CONDITIONS:
+            assert by_index(where) == by_evaluation(where), (stage, where)
+        if stage == "before":
+            c.execute("ALTER TABLE t3 SET TAG host = 'h9'")
+            c.execute("ALTER TABLE t9 SET TAG host = 'h3'")
+    assert sum(looked_up) >= 20  # the index answered most of them
+    assert by_index("host = 'h3'") == [("t23", 23), ("t43", 43), ("t9", 9)]
+    assert by_index("host IN ('h1', 'h6') AND rack = 2") == [("t26", 26), ("t46", 46), ("t6", 6)]

@@ -1,6 +1,7 @@
 """The HTTP server, spoken to by TDengine's own REST client (taospy's taosrest) and by raw HTTP."""
 
 import datetime as dt
+import json
 
 import httpx
 import pytest
@@ -248,6 +249,71 @@ def test_large_results_are_written_column_by_column_as_the_row_writer_would(unit
     assert json.loads(rest_json(Result(table, 0))) == rest_body(Result(table, 0))
     narrow = table.select(["ts", "v"]).slice(0, 300)  # 300 rows x 2: columnar too
     assert json.loads(rest_json(Result(narrow, 0))) == rest_body(Result(narrow, 0))
+
+
+def test_a_large_result_formatted_in_slices_on_threads_is_the_same_text(monkeypatch):
+    """Slices of rows formatted on the thread pool and joined give the bytes that formatting
+    the whole table at once gives (column types of every kind, NULLs, escapes)."""
+    import numpy as np
+    import pyarrow as pa
+
+    import septet.tsdb.server as srv
+    from septet.tsdb.executor import Result
+
+    n = 2000
+    rng = np.random.default_rng(11)
+    v = rng.normal(size=n) * 10.0 ** rng.integers(-8, 20, size=n)
+    v[::89] = np.nan
+    table = pa.table(
+        {
+            "ts": pa.array(T_MS + rng.integers(0, 10**9, size=n), pa.timestamp("ms")),
+            "host": pa.array([f'h"{i % 7}\\é' if i % 11 else None for i in range(n)]),
+            "tag": pa.array([f"t{i % 3}" for i in range(n)]).dictionary_encode(),
+            "v": pa.array(v),
+            "f": pa.array(v, pa.float32()),
+            "i": pa.array(rng.integers(-(2**62), 2**62, size=n), pa.int64()),
+            "b": pa.array([None if i % 13 == 0 else i % 2 == 0 for i in range(n)]),
+        }
+    )
+    result = Result(table, 0)
+    monkeypatch.setattr(srv, "ROWS_PER_SLICE", 10**9)
+    whole = srv.rest_json(result)
+    monkeypatch.setattr(srv, "ROWS_PER_SLICE", 300)
+    for cores in (2, 3, 7):
+        monkeypatch.setattr(srv, "cores", lambda cores=cores: cores)
+        assert srv.rest_json(result) == whole
+    assert json.loads(whole)["rows"] == n
+
+
+T_MS = 1_451_606_400_000  # 2016-01-01
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_timestamp_column_texts_are_each_value_formatted_alone_quoted(unit):
+    """The columnar timestamp writer (texts copied from tables into one byte array) writes
+    what _format_ts writes for each value: any day from year 1 to 9999, before and after
+    1970, NULLs, columns spanning a few days or thousands (dates per distinct day)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from septet.tsdb.server import _format_ts, _timestamps_json
+
+    per_day = 86_400 * {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
+    rng = np.random.default_rng(4)
+    spans = [(0, 2), (-3, 3), (16_800, 16_801), (-30, 4000), (16_000, 30_000)]
+    if unit != "ns":  # nanoseconds reach 1677-2262 only
+        spans += [(-719_162, -719_000), (2_932_800, 2_932_896), (-719_162, 2_932_896)]
+    for lo, hi in spans:
+        raw = rng.integers(lo * per_day, hi * per_day, size=3000)
+        raw[:3] = [lo * per_day, hi * per_day - 1, 0 if lo <= 0 < hi else lo * per_day]
+        valid = rng.random(3000) > 0.05
+        col = pa.array(raw, pa.int64(), mask=~valid).cast(pa.timestamp(unit))
+        got = _timestamps_json(col, unit).to_pylist()
+        want = [
+            json.dumps(_format_ts(int(x), unit)) if ok else None
+            for x, ok in zip(raw, valid, strict=True)
+        ]
+        assert got == want, (lo, hi)
 
 
 @pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])

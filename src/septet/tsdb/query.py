@@ -59,6 +59,8 @@ class _SharedTables:
     version: int
     tables: list[Table]
     frame: Frame | None = None
+    # Per string tag (and tbname): value -> positions in ``tables`` (built on first use).
+    index: dict[str, dict[str, np.ndarray]] | None = None
 
 
 @dataclass
@@ -392,13 +394,83 @@ def _build_tag_frame(tags: list[Column], tables: list[Table], db: Database | Non
 def _filter_tables(src: Source, conds: list[A.Expr], ctx: Context) -> list[Table]:
     if not conds or not src.tables:
         return src.tables
-    frame = _tag_frame(src)
-    mask = np.ones(len(src.tables), dtype=bool)
+    shared = src.shared if src.shared is not None and src.tables is src.shared.tables else None
+    mask = None
+    rest = []
     for c in conds:
-        mask &= mask_of(evaluate(c, frame, ctx), frame.length)
-    if src.shared is not None and src.tables is src.shared.tables:
-        src.positions = np.flatnonzero(mask)
-    return [t for t, m in zip(src.tables, mask, strict=True) if m]
+        found = _indexed(shared, c, src) if shared is not None else None
+        if found is None:
+            rest.append(c)
+        elif mask is None:
+            mask = np.zeros(len(src.tables), dtype=bool)
+            mask[found] = True
+        else:
+            keep = np.zeros(len(src.tables), dtype=bool)
+            keep[found] = True
+            mask &= keep
+    if rest:
+        frame = _tag_frame(src)
+        if mask is None:
+            mask = np.ones(len(src.tables), dtype=bool)
+        for c in rest:
+            mask &= mask_of(evaluate(c, frame, ctx), frame.length)
+    positions = np.flatnonzero(mask)
+    if shared is not None:
+        src.positions = positions
+    tables = src.tables
+    return [tables[i] for i in positions.tolist()]
+
+
+def _indexed(shared: _SharedTables, c: A.Expr, src: Source) -> np.ndarray | None:
+    """The positions of the tables that ``c`` keeps, looked up in the super table's tag index,
+    when ``c`` is ``tag = 'text'`` or ``tag IN ('text', ...)`` on a string tag or tbname
+    (what evaluating it over the tag frame gives: exact string equality, a NULL tag never
+    matches); None for any other condition (it is evaluated over the tag frame).
+
+    Thousands of sub-tables: a dictionary lookup instead of comparing every table's tag."""
+    if isinstance(c, A.Binary) and c.op == "=":
+        if isinstance(c.left, A.ColumnRef) and isinstance(c.right, A.Literal):
+            ref, values = c.left, (c.right,)
+        elif isinstance(c.right, A.ColumnRef) and isinstance(c.left, A.Literal):
+            ref, values = c.right, (c.left,)
+        else:
+            return None
+    elif isinstance(c, A.InList) and not c.negated and isinstance(c.expr, A.ColumnRef):
+        ref, values = c.expr, c.values
+    else:
+        return None
+    if not values or not all(isinstance(v, A.Literal) and type(v.value) is str for v in values):
+        return None
+    index = _tag_index(shared, ref.name, src)
+    if index is None:
+        return None
+    hits = [index[v.value] for v in values if v.value in index]
+    if not hits:
+        return np.zeros(0, np.int64)
+    return hits[0] if len(hits) == 1 else np.unique(np.concatenate(hits))
+
+
+def _tag_index(shared: _SharedTables, name: str, src: Source) -> dict[str, np.ndarray] | None:
+    """value -> positions of one string tag (or tbname) of a super table's sub-tables."""
+    if shared.index is None:
+        shared.index = {}
+    got = shared.index.get(name)
+    if got is not None:
+        return got
+    if name == "tbname":
+        values = [t.name for t in shared.tables]
+    else:
+        tag = next((t for t in src.tags if t.name == name), None)
+        prec = src.db.options.precision if src.db else "ms"
+        if tag is None or arrow_type(tag.type, prec) != pa.string():
+            return None
+        values = [t.tags.get(name) for t in shared.tables]
+    lists: dict[str, list[int]] = {}
+    for i, v in enumerate(values):
+        if v is not None:
+            lists.setdefault(v, []).append(i)
+    got = shared.index[name] = {v: np.array(p, np.int64) for v, p in lists.items()}
+    return got
 
 
 def _load(

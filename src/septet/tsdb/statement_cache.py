@@ -53,6 +53,9 @@ class StatementCache:
         self._templates: dict[str, tuple[list[A.Statement], dict] | _Uncacheable] = {}
         self._lock = threading.Lock()
         self.hits = 0
+        # The last text scanned and what scanning it gave: the server asks for a request's
+        # shape (Server.quick) and then parses the same text.
+        self._last: tuple[str, tuple[str, list[Any]] | None] = ("", None)
 
     def parse(self, sql: str) -> list[A.Statement]:
         """The statements of ``sql``, equal to ``parser.parse(sql)`` and never shared."""
@@ -60,7 +63,7 @@ class StatementCache:
 
     def parse_with_shape(self, sql: str) -> tuple[list[A.Statement], str | None]:
         """``parse(sql)`` and the key of its template (None when it has none)."""
-        scanned = _scan(sql)
+        scanned = self._scan(sql)
         if scanned is None:
             return parse(sql), None
         key, values = scanned
@@ -81,10 +84,18 @@ class StatementCache:
 
     def shape(self, sql: str) -> str | None:
         """The key of the template ``sql`` would be built from, if there is one yet."""
-        scanned = _scan(sql)
+        scanned = self._scan(sql)
         if scanned is None or not isinstance(self._templates.get(scanned[0]), tuple):
             return None
         return scanned[0]
+
+    def _scan(self, sql: str) -> tuple[str, list[Any]] | None:
+        last = self._last  # one read: another thread may replace it meanwhile
+        if last[0] == sql and sql:
+            return last[1]
+        scanned = _scan(sql)
+        self._last = (sql, scanned)
+        return scanned
 
 
 def _scan(sql: str) -> tuple[str, list[Any]] | None:
