@@ -1137,8 +1137,9 @@ def _finish_groups(
         we = ws + wins.interval if wins is not None else result.get("__we")
         prec = ctx.precision
         result.columns["_wstart"] = pa.array(ws, pa.int64()).cast(pa.timestamp(prec))
-        result.columns["_wend"] = pa.array(we, pa.int64()).cast(pa.timestamp(prec))
-        result.columns["_wduration"] = pa.array(we - ws, pa.int64())
+        # Most queries name only _wstart: the others are made if an expression asks.
+        result.lazy["_wend"] = lambda: pa.array(we, pa.int64()).cast(pa.timestamp(prec))
+        result.lazy["_wduration"] = lambda: pa.array(we - ws, pa.int64())
     part = result.get("__part") if windowed else None
     if part is None and q.partition_by:
         part = np.arange(result.length)  # one row per partition
