@@ -30,7 +30,7 @@ import shutil
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,6 @@ from septet.tsdb.catalog import (
     check_identifier,
 )
 from septet.tsdb.errors import TsdbError
-from septet.tsdb.flusher import STAGING
 from septet.tsdb.segment import (
     TS,
     BlockCache,
@@ -229,8 +228,9 @@ class Engine:
         # A background flush (septet.tsdb.flusher): the memtable it is writing, still read by
         # queries until its segments are committed, and the oldest WAL generation it needs.
         self._imm: dict[int, _MemTable] | None = None
+        self._imm_pending: list[TableRuns] = []
         self._imm_gen: int | None = None
-        self._background: tuple | None = None  # (segment names, partitions, last seq)
+        self._background: tuple | None = None  # (segment names, last seq)
         self._flusher: Any = None
         self._idle = threading.Condition(self.lock)  # notified when a background flush ends
         self.uid_db: dict[int, str] = {}
@@ -242,6 +242,7 @@ class Engine:
         self.next_segment = 1
         self.flushed_seq = 0
         self.wal_gen = 1
+        self._mem_gen = 1  # the oldest WAL generation with rows in the memtable
         self.wal: WriteAheadLog | None = None
         self._memory_segments: dict[str, bytes] = {}
         self.closed = False
@@ -259,8 +260,6 @@ class Engine:
     def _open_directory(self) -> None:
         assert self.path is not None
         self.path.mkdir(parents=True, exist_ok=True)
-        # Rows staged for a flush process that a crash interrupted: the WAL still has them.
-        shutil.rmtree(self.path / STAGING, ignore_errors=True)
         manifest = self.path / MANIFEST
         if manifest.exists():
             m = json.loads(manifest.read_text())
@@ -272,7 +271,7 @@ class Engine:
             self.next_seq = m["next_seq"]
             self.next_segment = m["next_segment"]
             self.flushed_seq = m["flushed_seq"]
-            self.wal_gen = m["wal_generation"]
+            self.wal_gen = self._mem_gen = m["wal_generation"]
         for db in self.dbs.values():
             for t in db.tables.values():
                 self.uid_db[t.uid] = db.name
@@ -371,7 +370,7 @@ class Engine:
                 "flushed_seq": self.flushed_seq,
                 # The oldest WAL generation still needed: a background flush's memtable lives
                 # in the generation before the current one until its segments are committed.
-                "wal_generation": self.wal_gen if self._imm_gen is None else self._imm_gen,
+                "wal_generation": self._oldest_needed_gen(),
             },
             indent=None,
         )
@@ -414,7 +413,8 @@ class Engine:
 
     def _forget_table(self, uid: int) -> None:
         self._settle()
-        if self._imm is not None:  # its rows may still reach a segment: no uid, never read
+        if self._imm is not None:  # its rows may reach a segment: a uid nothing reads
+            self._settle_imm()
             self._imm.pop(uid, None)
         mem = self.mem.pop(uid, None)
         if mem is not None:
@@ -665,49 +665,16 @@ class Engine:
         pending, self._pending = self._pending, []
         self.mem_bytes -= self._pending_bytes
         self._pending_bytes = 0
-        groups: list[list[TableRuns]] = []
-        for r in pending:  # consecutive inserts of one schema are split together
-            if groups and groups[-1][0].rows.schema.equals(r.rows.schema):
-                groups[-1].append(r)
-            else:
-                groups.append([r])
-        for group in groups:
-            try:
-                rows = pa.concat_tables([r.rows for r in group])
-            except pa.ArrowInvalid:  # equal schemas but for metadata
-                rows = pa.concat_tables([r.rows for r in group], promote_options="permissive")
-            offsets = np.cumsum([0] + [r.num_rows for r in group[:-1]])
-            uids = np.concatenate([r.uids for r in group])
-            starts = np.concatenate([r.starts + o for r, o in zip(group, offsets, strict=True)])
-            counts = np.concatenate([r.counts for r in group])
-            lo = np.concatenate([r.lo for r in group])
-            hi = np.concatenate([r.hi for r in group])
-            increasing = np.concatenate([r.increasing for r in group])
-            order = np.argsort(uids, kind="stable")  # each table's runs, oldest first
-            uids, starts, counts = uids[order], starts[order], counts[order]
-            lo, hi, increasing = lo[order], hi[order], increasing[order]
-            # The rows of the runs in that order: one take for every table.
-            run_of_row = np.repeat(np.arange(uids.size), counts)
-            first_row = np.cumsum(counts) - counts
-            perm = starts[run_of_row] + (np.arange(run_of_row.size) - first_row[run_of_row])
-            rows = rows.take(pa.array(perm))
-            cuts = np.flatnonzero(np.diff(uids)) + 1
-            heads = np.concatenate([[0], cuts])
-            row_heads = first_row[heads]
-            row_counts = np.diff(np.append(row_heads, run_of_row.size))
-            # A table's rows are increasing if each run is and each starts after the last.
-            follows = np.ones(uids.size, bool)
-            follows[1:] = lo[1:] > hi[:-1]
-            ok = increasing & follows
-            ok[heads] = increasing[heads]
-            t_lo, t_hi = np.minimum.reduceat(lo, heads), np.maximum.reduceat(hi, heads)
-            t_inc = np.logical_and.reduceat(ok, heads)
-            per_row = rows.nbytes / max(rows.num_rows, 1)
-            for uid, a, n, low, high, inc in zip(
-                uids[heads].tolist(), row_heads.tolist(), row_counts.tolist(),
-                t_lo.tolist(), t_hi.tolist(), t_inc.tolist(), strict=True,
-            ):  # fmt: skip
-                self._mem_add(uid, rows.slice(a, n), RowsMeta(low, high, inc, int(per_row * n)))
+        for uid, rows, meta in _split_runs(pending):
+            self._mem_add(uid, rows, meta)
+
+    def _settle_imm(self) -> None:
+        """:meth:`_settle` for the memtable a background flush is writing."""
+        pending, self._imm_pending = self._imm_pending, []
+        assert self._imm is not None
+        for uid, rows, meta in _split_runs(pending):
+            if uid in self.uid_db:  # not dropped since
+                self._imm.setdefault(uid, _MemTable()).add(rows, meta)
 
     def _mem_add(self, uid: int, rows: pa.Table, meta: RowsMeta | None = None) -> None:
         mem = self.mem.get(uid)
@@ -769,6 +736,7 @@ class Engine:
             self.mem_bytes = 0
             self.flushed_seq = self.next_seq - 1
             self._next_wal()
+            self._mem_gen = self.wal_gen
             self._write_manifest()
             self._retire_wal()
             self._remove_segments(retired)
@@ -818,11 +786,15 @@ class Engine:
             )
             old_wal.close()
 
+    def _oldest_needed_gen(self) -> int:
+        """The oldest WAL generation whose rows are not all in committed segments."""
+        return self._mem_gen if self._imm_gen is None else self._imm_gen
+
     def _retire_wal(self) -> None:
         """Delete the WAL generations older than the manifest's (their rows are in segments)."""
         if self.wal is None:
             return
-        needed = self.wal_gen if self._imm_gen is None else self._imm_gen
+        needed = self._oldest_needed_gen()
         for gen in generations(self.wal.directory):
             if gen < needed:
                 (self.wal.directory / f"{gen:012d}.log").unlink(missing_ok=True)
@@ -832,66 +804,96 @@ class Engine:
         """Freeze the memtable and have the flush process write its segments (flusher.py);
         False, having done nothing, where a partition is due for compaction (done in place).
 
-        One flush at a time: a memtable that fills while the last one is still being written
-        waits for it, which is what keeps memory bounded (two memtables at most)."""
-        from septet.tsdb.flusher import Flusher, SegmentJob
+        The process reads the frozen rows back from the WAL, which holds exactly them, so
+        freezing copies nothing. One flush at a time: a memtable that fills while the last
+        one is still being written waits for it, which keeps memory bounded."""
+        from septet.tsdb.flusher import Flusher, FlushJob
 
-        assert self.path is not None
+        assert self.path is not None and self.wal is not None
         self._wait_for_background()
         self._apply_retention()
-        self._settle()
-        if not self.mem:
+        if not self.mem and not self._pending:
             return True
-        by_partition = self._partition_tables(self.mem)
-        if any(len(self.segments.get(k, [])) + 1 > self.options.max_segments for k in by_partition):
+        # The partitions the frozen rows fall in, from their timestamps.
+        stamps: dict[str, list[np.ndarray]] = {}
+        for r in self._pending:
+            stamps.setdefault(self.uid_db[int(r.uids[0])], []).append(r.rows.column(TS))
+        for uid, m in self.mem.items():
+            stamps.setdefault(self.uid_db[uid], []).extend(c.column(TS) for c in m.chunks)
+        keys = []
+        for db_name, columns in stamps.items():
+            span = self.dbs[db_name].options.partition_span
+            ts = np.concatenate([c.to_numpy() for c in columns])
+            keys += [(db_name, int(p)) for p in np.unique(ts // span)]
+        if any(len(self.segments.get(k, [])) + 1 > self.options.max_segments for k in keys):
             return False
-        staging = self.path / STAGING
-        staging.mkdir(exist_ok=True)
-        jobs, names = [], {}
-        for key, tables in sorted(by_partition.items()):
-            db = self.dbs[key[0]]
-            name = f"{key[0]}/p{key[1]}/{self.next_segment:010d}.seg"
-            staged = staging / f"{self.next_segment:010d}.arrows"
+        names = {}
+        for key in sorted(keys):
+            names[key] = f"{key[0]}/p{key[1]}/{self.next_segment:010d}.seg"
             self.next_segment += 1
-            staged.write_bytes(_encode_insert(sorted(tables.items())))
-            (self.path / name).parent.mkdir(parents=True, exist_ok=True)
-            jobs.append(
-                SegmentJob(
-                    str(staged), str(self.path / name), db.options.compression,
-                    db.options.compression_level, db.options.block_rows,
-                )
-            )  # fmt: skip
-            names[key] = name
-        self._imm, self.mem = self.mem, {}
-        self.mem_bytes = 0
-        self._imm_gen = self.wal_gen  # the generation that holds the frozen rows
-        self._next_wal()
+        uids = set(self.mem)
+        for r in self._pending:
+            uids.update(np.unique(r.uids).tolist())
+        columns_of: dict[Any, list[str]] = {}
+        tables = {}
+        for uid in uids:
+            t = self._table_by_uid(uid)
+            db = self.dbs[self.uid_db[uid]]
+            k = (db.name, t.stable) if t.stable is not None else uid
+            if k not in columns_of:
+                columns_of[k] = [col_key(c.id) for c in db.columns_of(t)[1:]]
+            tables[uid] = (db.name, columns_of[k])
+            self.last_rows.pop(uid, None)  # rebuilt from the frozen rows when next asked
+        dbs = {
+            n: (d.options.partition_span, d.options.compression,
+                d.options.compression_level, d.options.block_rows)
+            for n, d in self.dbs.items() if n in stamps
+        }  # fmt: skip
+        seq = self.next_seq - 1
+        job = FlushJob(
+            str(self.wal.directory), list(range(self._mem_gen, self.wal_gen + 1)),
+            self.flushed_seq, seq, tables, dbs,
+            {f"{db}/{pid}": str(self.path / name) for (db, pid), name in names.items()},
+        )  # fmt: skip
+        self._imm, self._imm_pending = self.mem, self._pending
+        self.mem, self._pending = {}, []
+        self.mem_bytes = self._pending_bytes = 0
+        self._imm_gen = self._mem_gen
+        self._next_wal()  # closes the frozen rows' generation whole
+        self._mem_gen = self.wal_gen
         if self._flusher is None:
             self._flusher = Flusher()
-        self._background = (names, by_partition, self.next_seq - 1)
-        self._flusher.submit(jobs, self._finish_background)
+        self._background = (names, seq)
+        self._flusher.submit(job, self._finish_background)
         return True
 
-    def _finish_background(self, failed: Exception | None) -> None:
+    def _finish_background(self, failed: Exception | None, written: list[str]) -> None:
         """Commit the segments of a background flush: the flush process's files, or, if it
         failed (died, or raised), the same segments written here from the rows in memory."""
         with self.lock:
             if self._background is None:
                 return
-            names, by_partition, seq = self._background
-            for key, name in names.items():
-                if key[0] not in self.dbs:  # dropped meanwhile (its folder went with it)
-                    continue
-                if failed is not None:
-                    data = self._encode_segment(key, by_partition[key])
-                    atomic_write_bytes(self.path / name, data)
-                self._open_segment(name)
-                self.segments[key] = [*self.segments.get(key, []), name]
+            names, seq = self._background
             if failed is not None:
-                _log.warning("the flush process failed (%r); flushed in the engine instead", failed)
-                shutil.rmtree(self.path / STAGING, ignore_errors=True)
+                _log.warning("the flush process failed (%s); flushing in the engine", failed)
+                self._settle_imm()
+                assert self._imm is not None
+                written = []
+                for key, tables in self._partition_tables(self._imm).items():
+                    name = names.get(key)
+                    if name is None:  # not foreseen: cannot happen, but a name is cheap
+                        name = names[key] = f"{key[0]}/p{key[1]}/{self.next_segment:010d}.seg"
+                        self.next_segment += 1
+                    atomic_write_bytes(self.path / name, self._encode_segment(key, tables))
+                    written.append(f"{key[0]}/{key[1]}")
+            for key, name in names.items():
+                # Not written: no row left (its tables dropped), or its database dropped.
+                if f"{key[0]}/{key[1]}" in written and key[0] in self.dbs:
+                    self._open_segment(name)
+                    self.segments[key] = [*self.segments.get(key, []), name]
             self.flushed_seq = max(self.flushed_seq, seq)
             self._imm = self._imm_gen = self._background = None
+            self._imm_pending = []
             self._write_manifest()
             self._retire_wal()
             self._idle.notify_all()
@@ -905,6 +907,8 @@ class Engine:
         mem = self.mem.get(uid)
         if self._imm is None:
             return mem
+        if self._imm_pending:
+            self._settle_imm()
         old = self._imm.get(uid)
         if old is None or mem is None:
             return old if mem is None else mem
@@ -1506,6 +1510,54 @@ def _encode_insert(batches: list[tuple[int, pa.Table]]) -> bytes:
     return out.getvalue()
 
 
+def _split_runs(pending: list[TableRuns]) -> Iterator[tuple[int, pa.Table, RowsMeta]]:
+    """Inserts kept whole, split per table: one (uid, rows, meta) per table for all of them,
+    each table's rows in arrival order."""
+    groups: list[list[TableRuns]] = []
+    for r in pending:  # consecutive inserts of one schema are split together
+        if groups and groups[-1][0].rows.schema.equals(r.rows.schema):
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    for group in groups:
+        try:
+            rows = pa.concat_tables([r.rows for r in group])
+        except pa.ArrowInvalid:  # equal schemas but for metadata
+            rows = pa.concat_tables([r.rows for r in group], promote_options="permissive")
+        offsets = np.cumsum([0] + [r.num_rows for r in group[:-1]])
+        uids = np.concatenate([r.uids for r in group])
+        starts = np.concatenate([r.starts + o for r, o in zip(group, offsets, strict=True)])
+        counts = np.concatenate([r.counts for r in group])
+        lo = np.concatenate([r.lo for r in group])
+        hi = np.concatenate([r.hi for r in group])
+        increasing = np.concatenate([r.increasing for r in group])
+        order = np.argsort(uids, kind="stable")  # each table's runs, oldest first
+        uids, starts, counts = uids[order], starts[order], counts[order]
+        lo, hi, increasing = lo[order], hi[order], increasing[order]
+        # The rows of the runs in that order: one take for every table.
+        run_of_row = np.repeat(np.arange(uids.size), counts)
+        first_row = np.cumsum(counts) - counts
+        perm = starts[run_of_row] + (np.arange(run_of_row.size) - first_row[run_of_row])
+        rows = rows.take(pa.array(perm))
+        cuts = np.flatnonzero(np.diff(uids)) + 1
+        heads = np.concatenate([[0], cuts])
+        row_heads = first_row[heads]
+        row_counts = np.diff(np.append(row_heads, run_of_row.size))
+        # A table's rows are increasing if each run is and each starts after the last.
+        follows = np.ones(uids.size, bool)
+        follows[1:] = lo[1:] > hi[:-1]
+        ok = increasing & follows
+        ok[heads] = increasing[heads]
+        t_lo, t_hi = np.minimum.reduceat(lo, heads), np.maximum.reduceat(hi, heads)
+        t_inc = np.logical_and.reduceat(ok, heads)
+        per_row = rows.nbytes / max(rows.num_rows, 1)
+        for uid, a, n, low, high, inc in zip(
+            uids[heads].tolist(), row_heads.tolist(), row_counts.tolist(),
+            t_lo.tolist(), t_hi.tolist(), t_inc.tolist(), strict=True,
+        ):  # fmt: skip
+            yield uid, rows.slice(a, n), RowsMeta(low, high, inc, int(per_row * n))
+
+
 def _encode_runs(runs: list[TableRuns]) -> bytes:
     """TableRuns in _encode_insert's format: a group each, its rows one IPC stream."""
     out = io.BytesIO()
@@ -1525,20 +1577,26 @@ def _encode_runs(runs: list[TableRuns]) -> bytes:
     return out.getvalue()
 
 
-def decode_tables(body: memoryview) -> list[tuple[int, pa.Table]]:
-    """(uid, rows) of each table in a body that _encode_insert / _encode_runs wrote."""
-    out = []
+def decode_groups(body: memoryview) -> Iterator[tuple[pa.Table, np.ndarray, np.ndarray]]:
+    """Each group of a body that _encode_insert / _encode_runs wrote: its rows, and the uid
+    and row count of each table's run in them."""
     pos = 0
     while pos < len(body):
         count, size = _GROUP_HEADER.unpack_from(body, pos)
         pos += _GROUP_HEADER.size
-        index = struct.unpack_from(f"<{2 * count}Q", body, pos)
+        index = np.frombuffer(body, "<u8", 2 * count, pos).astype(np.int64).reshape(count, 2)
         pos += 16 * count
-        table = pa.ipc.open_stream(pa.py_buffer(bytes(body[pos : pos + size]))).read_all()
+        table = pa.ipc.open_stream(pa.py_buffer(body[pos : pos + size])).read_all()
         pos += size
+        yield table, index[:, 0], index[:, 1]
+
+
+def decode_tables(body: memoryview) -> list[tuple[int, pa.Table]]:
+    """(uid, rows) of each table in a body that _encode_insert / _encode_runs wrote."""
+    out = []
+    for table, uids, counts in decode_groups(body):
         start = 0
-        for k in range(count):
-            uid, n = index[2 * k], index[2 * k + 1]
+        for uid, n in zip(uids.tolist(), counts.tolist(), strict=True):
             out.append((uid, table.slice(start, n)))
             start += n
     return out

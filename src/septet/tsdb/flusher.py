@@ -3,12 +3,13 @@
 Encoding a memtable into a segment (per table and column: codecs, statistics, zstd) is
 mostly Python work on small arrays, so on a thread it would hold the GIL and stall the
 writes it should run beside. A server's engine (``EngineOptions.background_flush``) instead
-stages each partition's rows as one Arrow IPC file and has a process of its own encode them,
-while it goes on taking writes into a fresh memtable and reading the frozen one. The engine
-commits the segments (manifest, WAL checkpoint) when the process is done, or, should the
-process fail, encodes them itself from the rows it still holds.
+freezes its memtable, starts a new WAL generation, and has a process of its own read the
+frozen rows back from the WAL (which holds exactly them: nothing is copied to hand them
+over) and encode them, while it goes on taking writes and reading the frozen memtable. The
+engine commits the segments (manifest, WAL checkpoint) when the process is done, or, should
+the process fail, encodes them itself from the rows it still holds.
 
-The process is ``python -m septet.tsdb.flusher``, one JSON line of jobs in, one line of
+The process is ``python -m septet.tsdb.flusher``, one JSON line per job in, one line of
 answer out: unlike multiprocessing's spawn, it never re-runs the parent's main module.
 """
 
@@ -24,34 +25,98 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from septet.common.atomic import atomic_write_bytes
-from septet.tsdb.segment import SegmentWriter
+import numpy as np
+import pyarrow as pa
 
-STAGING = "flushing"  # the data directory's folder of staged rows (left over: a crash)
+from septet.common.atomic import atomic_write_bytes
+from septet.tsdb.segment import TS, SegmentWriter
 
 
 @dataclass(frozen=True)
-class SegmentJob:
-    """Rows staged at ``staged`` (Engine._flush_in_background) to become segment ``target``."""
+class FlushJob:
+    """What the flush process needs to turn frozen WAL records into segments."""
 
-    staged: str
-    target: str
-    compressor: str
-    level: int
-    block_rows: int
+    wal_dir: str
+    generations: list[int]  # the WAL files holding the frozen rows
+    after_seq: int  # records with after_seq < seq <= upto_seq are the frozen rows
+    upto_seq: int
+    tables: dict[int, tuple[str, list[str]]]  # uid -> (database, its columns now)
+    databases: dict[str, tuple[int, str, int, int]]  # span, compressor, level, block rows
+    segments: dict[str, str]  # "database/partition" -> the segment file to write
 
 
-def write_segments(jobs: list[SegmentJob]) -> None:
-    """Every staged file becomes its segment file (atomically); the staged file goes."""
-    from septet.tsdb.engine import decode_tables
+def write_segments(job: FlushJob) -> list[str]:
+    """The frozen rows as segment files (atomically), one per partition they fall in;
+    returns the "database/partition" keys written. Rows of tables dropped since, and
+    columns dropped since, are left out, as recovery leaves them out."""
+    from septet.tsdb.engine import _INSERT, decode_groups
+    from septet.tsdb.wal import read_records
 
-    for job in jobs:
-        data = Path(job.staged).read_bytes()
-        writer = SegmentWriter(job.compressor, job.level, job.block_rows)
-        for uid, rows in sorted(decode_tables(memoryview(data)), key=lambda t: t[0]):
-            writer.add_table(uid, rows)
-        atomic_write_bytes(Path(job.target), writer.finish())
-        os.unlink(job.staged)
+    parts, part_uids = [], []
+    for gen in job.generations:
+        path = Path(job.wal_dir) / f"{gen:012d}.log"
+        if not path.exists():
+            continue
+        for seq, kind, body in read_records(path, truncate=False):
+            if kind != _INSERT or not job.after_seq < seq <= job.upto_seq:
+                continue
+            for rows, uids, counts in decode_groups(body):
+                live = {tuple(job.tables[u][1]) for u in uids.tolist() if u in job.tables}
+                if len(live) > 1:  # tables with different columns now: each its own
+                    for u, a, n in zip(uids, np.cumsum(counts) - counts, counts, strict=True):
+                        parts.append(_live(rows.slice(int(a), int(n)), job.tables.get(int(u))))
+                        part_uids.append(np.full(int(n), u))
+                    continue
+                parts.append(_live(rows, job.tables.get(int(uids[0]))))
+                part_uids.append(np.repeat(uids, counts))
+    if not parts:
+        return []
+    try:
+        rows = pa.concat_tables(parts)
+    except pa.ArrowInvalid:  # a column added or dropped between the records
+        rows = pa.concat_tables(parts, promote_options="permissive")
+    uid = np.concatenate(part_uids)
+    # Each row's segment: its table's database and the partition of its timestamp.
+    names = sorted({db for db, _ in job.tables.values()})
+    top = int(max(uid.max(), max(job.tables, default=0)))
+    db_of = np.full(top + 1, -1, np.int64)  # uid -> database number; -1: dropped since
+    for u, (db, _) in job.tables.items():
+        db_of[u] = names.index(db)
+    db_index = db_of[uid]
+    known = db_index >= 0
+    db_index[~known] = 0
+    spans = np.array([job.databases[n][0] for n in names] or [1], np.int64)
+    ts = rows.column(TS).to_numpy()
+    pid = ts // spans[db_index]
+    # Sorted by segment, table and time; of rows with one (table, time) the last written.
+    order = np.lexsort((np.arange(uid.size), ts, uid, pid, db_index))
+    order = order[known[order]]
+    u, t, p, d = uid[order], ts[order], pid[order], db_index[order]
+    last = np.ones(order.size, bool)
+    last[:-1] = (u[1:] != u[:-1]) | (t[1:] != t[:-1]) | (p[1:] != p[:-1])
+    order, u, p, d = order[last], u[last], p[last], d[last]
+    rows = rows.take(pa.array(order))
+    written = []
+    new_segment = np.flatnonzero(np.r_[True, (p[1:] != p[:-1]) | (d[1:] != d[:-1])])
+    for a, b in zip(new_segment, np.r_[new_segment[1:], u.size], strict=True):
+        db = names[int(d[a])]
+        key = f"{db}/{int(p[a])}"
+        _, compressor, level, block_rows = job.databases[db]
+        writer = SegmentWriter(compressor, level, block_rows)
+        cuts = a + np.flatnonzero(np.r_[True, u[a + 1 : b] != u[a : b - 1]])
+        for x, y in zip(cuts.tolist(), np.r_[cuts[1:], b].tolist(), strict=True):
+            writer.add_table(int(u[x]), rows.slice(x, y - x))
+        atomic_write_bytes(Path(job.segments[key]), writer.finish())
+        written.append(key)
+    return written
+
+
+def _live(rows: pa.Table, spec: tuple[str, list[str]] | None) -> pa.Table:
+    """``rows`` without the columns its table no longer has."""
+    if spec is None:
+        return rows
+    keep = [TS, *(c for c in rows.column_names if c in spec[1])]
+    return rows if len(keep) == rows.num_columns else rows.select(keep)
 
 
 class Flusher:
@@ -74,23 +139,25 @@ class Flusher:
             )
         return self._proc
 
-    def submit(self, jobs: list[SegmentJob], done: Callable[[Exception | None], None]) -> None:
-        """Start ``jobs``; ``done`` is called on another thread with None or the failure."""
+    def submit(self, job: FlushJob, done: Callable[[Exception | None, list[str]], None]) -> None:
+        """Start ``job``; ``done(failure or None, keys written)`` is called on another thread."""
         proc = self._process()
 
         def wait() -> None:
+            written: list[str] = []
             try:
                 assert proc.stdin is not None and proc.stdout is not None
-                proc.stdin.write(json.dumps([asdict(j) for j in jobs]).encode() + b"\n")
+                proc.stdin.write(json.dumps(asdict(job)).encode() + b"\n")
                 proc.stdin.flush()
                 answer = proc.stdout.readline()
                 if not answer:
                     raise RuntimeError(f"the flush process exited ({proc.wait()})")
-                error = json.loads(answer).get("error")
-                failure = None if error is None else RuntimeError(error)
+                reply = json.loads(answer)
+                failure = None if reply["error"] is None else RuntimeError(reply["error"])
+                written = reply.get("written", [])
             except Exception as e:  # a broken pipe: the process is gone
                 failure = e
-            done(failure)
+            done(failure, written)
 
         threading.Thread(target=wait, name="tsdb-flush-wait", daemon=True).start()
 
@@ -104,16 +171,21 @@ class Flusher:
 
 
 def _serve() -> None:
-    """The flush process: a JSON line of jobs in, ``{"error": null|"..."}`` out, until EOF."""
+    """The flush process: a JSON job per line in, ``{"error", "written"}`` out, until EOF."""
     # Ctrl-C reaches the whole process group: the server decides when flushing stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for line in sys.stdin.buffer:
+        written: list[str] = []
         try:
-            write_segments([SegmentJob(**j) for j in json.loads(line)])
+            spec = json.loads(line)
+            spec["tables"] = {int(k): tuple(v) for k, v in spec["tables"].items()}
+            spec["databases"] = {k: tuple(v) for k, v in spec["databases"].items()}
+            written = write_segments(FlushJob(**spec))
             error = None
         except Exception as e:
             error = f"{type(e).__name__}: {e}"
-        sys.stdout.buffer.write(json.dumps({"error": error}).encode() + b"\n")
+        reply = {"error": error, "written": written}
+        sys.stdout.buffer.write(json.dumps(reply).encode() + b"\n")
         sys.stdout.buffer.flush()
 
 
@@ -121,4 +193,4 @@ if __name__ == "__main__":
     _serve()
 
 
-__all__ = ["STAGING", "Flusher", "SegmentJob", "write_segments"]
+__all__ = ["FlushJob", "Flusher", "write_segments"]
