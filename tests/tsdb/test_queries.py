@@ -555,3 +555,45 @@ def test_the_tag_index_picks_the_tables_that_evaluating_the_tag_condition_picks(
     assert sum(looked_up) >= 20  # the index answered most of them
     assert by_index("host = 'h3'") == [("t23", 23), ("t43", 43), ("t9", 9)]
     assert by_index("host IN ('h1', 'h6') AND rack = 2") == [("t26", 26), ("t46", 46), ("t6", 6)]
+
+
+# ----------------------------------------------------------------------------- plain windows
+PLAIN_WINDOWS = [
+    "SELECT _wstart, max(v) FROM m INTERVAL(10m)",
+    "SELECT _wstart AS w, min(v), max(n), count(*), count(v) FROM m INTERVAL(7m)",
+    "SELECT _wstart, avg(v), sum(n), spread(v), sum(v) FROM m WHERE site = 'north' INTERVAL(1h)",
+    "SELECT max(v), _wstart, max(v) FROM m WHERE tbname IN ('d1', 'd3') INTERVAL(90s)",
+    "SELECT _wstart, avg(n) AS a, count(n) FROM d2 INTERVAL(5m)",
+    f"SELECT _wstart, sum(v) FROM m WHERE ts >= {T0 + 40 * MINUTE} AND ts < {T0 + 200 * MINUTE} "
+    "INTERVAL(1m)",
+    f"SELECT _wstart, max(v) FROM m WHERE site IN ('south', 'east') AND ts > {T0} INTERVAL(3m)",
+    f"SELECT _wstart, count(*) FROM m WHERE ts < {T0 - 1} INTERVAL(1m)",
+    "SELECT _wstart, max(v) FROM m WHERE site = 'east' AND tbname = 'd3' INTERVAL(1m)",
+    "SELECT _wstart, min(n), max(n) FROM m INTERVAL(1d)",
+]
+
+
+@pytest.mark.parametrize("sql", PLAIN_WINDOWS)
+def test_plain_windows_taken_straight_from_the_partials_equal_the_general_finish(
+    con, monkeypatch, sql
+):
+    """Windows with no FILL, HAVING, ordering or limits whose items are _wstart and aggregate
+    calls are answered from the partials' columns directly: the same table (names, types,
+    values, NULLs) as evaluating each item over the groups."""
+    from septet.tsdb import query
+
+    taken = []
+    real = query._window_columns
+
+    def spy(*args):
+        out = real(*args)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(query, "_window_columns", spy)
+    direct = con.execute(sql).fetch_arrow()
+    assert taken == [True]
+    monkeypatch.setattr(query, "_window_columns", lambda *args: None)
+    general = con.execute(sql).fetch_arrow()
+    assert direct.equals(general), (direct.schema, general.schema)
+    assert direct.schema == general.schema

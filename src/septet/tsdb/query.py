@@ -1277,6 +1277,10 @@ def _aggregate_pieces(
             return A.ColumnRef(f"__key{key_index[e]}")
         return None
 
+    if wins is not None and not keys and _plain_windows(q):
+        direct = _window_columns(items, calls_map, result, ctx)
+        if direct is not None:
+            return direct
     lo, hi = t0, t1
     if wins is not None and q.fill is not None and (lo is None or hi is None):
         spans = [(p.t0, p.t1) for _, pieces in tables for p in pieces]
@@ -1284,6 +1288,41 @@ def _aggregate_pieces(
             lo = min(s[0] for s in spans) if lo is None else lo
             hi = max(s[1] for s in spans) if hi is None else hi
     return _finish_groups(q, items, result, subst, wins, ctx, lo, hi, keys)
+
+
+def _plain_windows(q: A.Select) -> bool:
+    """Whether the windows of ``q`` are its rows as they are: no FILL, HAVING, ordering,
+    limits or DISTINCT."""
+    return (
+        q.fill is None
+        and q.having is None
+        and not q.order_by
+        and q.limit is None
+        and not q.offset
+        and q.slimit is None
+        and not q.soffset
+        and not q.distinct
+    )
+
+
+def _window_columns(items, calls_map: dict, result: Frame, ctx: Context) -> pa.Table | None:
+    """The answer of plain windows (see _plain_windows) whose items are each ``_wstart`` or an
+    aggregate call, taken straight from the partials' columns: what _finish_groups makes of
+    them, without evaluating each item over the groups. None for any other item."""
+    outputs = {}
+    for (e, _), name in zip(items, _output_names(items), strict=True):
+        column = calls_map.get(e)
+        if column is not None:
+            outputs[name] = result.columns[column]
+        elif e == _WSTART:
+            ws = pa.array(result.columns["__ws"], pa.int64())
+            outputs[name] = ws.cast(pa.timestamp(ctx.precision))
+        else:
+            return None
+    return pa.table(outputs)
+
+
+_WSTART = A.ColumnRef("_wstart")
 
 
 def _outside_refs(e: A.Expr, keys: set) -> bool:

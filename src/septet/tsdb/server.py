@@ -351,9 +351,10 @@ def rest_json(result: Result) -> bytes:
     else:
         texts = map_chunks(lambda chunk: [_rows_json(t, kinds) for t in chunk], slices, parts, 2)
         texts = [x for chunk in texts for x in chunk]
-    head = _dumps({"code": 0, "column_meta": meta})[:-1]
-    data = b",".join(texts)
-    return b"".join((head, b',"data":[', data, b'],"rows":', str(n).encode(), b"}"))
+    parts = [_dumps({"code": 0, "column_meta": meta})[:-1], b',"data":[']
+    for k, text in enumerate(texts):
+        parts += [b",", text] if k else [text]
+    return b"".join([*parts, b'],"rows":', str(n).encode(), b"}"])  # one copy of the rows
 
 
 ROWS_PER_SLICE = 32_768  # rows of a REST answer below which one thread formats it all

@@ -201,11 +201,15 @@ def _mark_shared(node: Any, slots: dict) -> bool:
 
 
 def _fields(kind: type) -> tuple[str, ...] | None:
-    """A dataclass's field names (cached), or None for other types."""
-    names = _FIELDS.get(kind)
-    if names is None and dataclasses.is_dataclass(kind):
-        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
-    return names
+    """A dataclass's field names, or None for other types (both cached)."""
+    try:
+        return _FIELDS[kind]
+    except KeyError:
+        names = None
+        if dataclasses.is_dataclass(kind):
+            names = tuple(f.name for f in dataclasses.fields(kind))
+        _FIELDS[kind] = names
+        return names
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
