@@ -393,6 +393,8 @@ def test_quick_selects_run_on_the_event_loop_and_the_rest_on_the_pool(tmp_path):
     keep it. The answers are the same either way."""
     import threading
 
+    from septet.tsdb.server import INLINE_MS
+
     with ThreadServer(tmp_path, fsync="off") as s:
         server = s.server.config.app.server
         ran_on: list[str] = []
@@ -414,9 +416,15 @@ def test_quick_selects_run_on_the_event_loop_and_the_rest_on_the_pool(tmp_path):
         sql("INSERT INTO t VALUES (1700000000000, 1) (1700000001000, 5) (1700000002000, 9)")
         ran_on.clear()
         assert sql("SELECT count(*) FROM t WHERE v > 2") == [[2]]  # a new shape: pool
+        assert ran_on == ["pool"]
+        for _ in range(5):  # the first run made the template too: slow on a loaded machine
+            if max(server._last_ms.values()) < INLINE_MS:
+                break
+            sql("SELECT count(*) FROM t WHERE v > 1")
+        ran_on.clear()
         assert sql("SELECT count(*) FROM t WHERE v > 6") == [[1]]  # quick last time: loop
         assert sql("SELECT count(*) FROM t WHERE v > 0") == [[3]]
-        assert ran_on == ["pool", "loop", "loop"]
+        assert ran_on == ["loop", "loop"]
         ran_on.clear()
         server._last_ms = {k: 1000.0 for k in server._last_ms}  # the shape turned slow
         assert sql("SELECT count(*) FROM t WHERE v > 8") == [[1]]

@@ -525,7 +525,7 @@ def _load(
                 engine, [t.uid for t in src.tables], t0, t1, data_cols, prec, row_cond, src, ctx
             )
     n = int(ts_np.size)
-    ts_arr = pa.array(ts_np, pa.int64()).cast(pa.timestamp(prec))
+    ts_arr = pa.array(ts_np, pa.int64()).view(pa.timestamp(prec))
     columns[src.ts_name] = ts_arr
     for alias in _TS_ALIASES:
         columns[alias] = ts_arr
@@ -612,7 +612,7 @@ def _gather_pieces(
         cond_cols = [by_name[r] for r in sorted(refs) if r in by_name]
         ts_np, columns = _piece_columns(flat, cond_cols, types, threads)
         if refs & ({src.ts_name} | set(_TS_ALIASES)):
-            ts_arr = pa.array(ts_np, pa.int64()).cast(pa.timestamp(prec))
+            ts_arr = pa.array(ts_np, pa.int64()).view(pa.timestamp(prec))
             for name in (src.ts_name, *_TS_ALIASES):
                 columns[name] = ts_arr
         total = int(ts_np.size)
@@ -1136,9 +1136,9 @@ def _finish_groups(
         ws = result.get("__ws")
         we = ws + wins.interval if wins is not None else result.get("__we")
         prec = ctx.precision
-        result.columns["_wstart"] = pa.array(ws, pa.int64()).cast(pa.timestamp(prec))
+        result.columns["_wstart"] = pa.array(ws, pa.int64()).view(pa.timestamp(prec))
         # Most queries name only _wstart: the others are made if an expression asks.
-        result.lazy["_wend"] = lambda: pa.array(we, pa.int64()).cast(pa.timestamp(prec))
+        result.lazy["_wend"] = lambda: pa.array(we, pa.int64()).view(pa.timestamp(prec))
         result.lazy["_wduration"] = lambda: pa.array(we - ws, pa.int64())
     part = result.get("__part") if windowed else None
     if part is None and q.partition_by:
@@ -1316,7 +1316,7 @@ def _window_columns(items, calls_map: dict, result: Frame, ctx: Context) -> pa.T
             outputs[name] = result.columns[column]
         elif e == _WSTART:
             ws = pa.array(result.columns["__ws"], pa.int64())
-            outputs[name] = ws.cast(pa.timestamp(ctx.precision))
+            outputs[name] = ws.view(pa.timestamp(ctx.precision))
         else:
             return None
     return pa.table(outputs)

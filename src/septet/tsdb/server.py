@@ -299,7 +299,10 @@ def rest_body(result: Result) -> dict[str, Any]:
         t = field.type
         name, length = _type_name(t)
         if name == "TIMESTAMP":
-            values = _format_ts_list(col.cast(pa.int64()).to_pylist(), t.unit)
+            # The epoch numbers: a view of each chunk's values (a cast costs ~10x more).
+            chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+            ints = [v for c in chunks for v in c.view(pa.int64()).to_pylist()]
+            values = _format_ts_list(ints, t.unit)
         elif name is None:
             values = [None if v is None else str(v) for v in col.to_pylist()]
             name = "VARCHAR"
@@ -748,6 +751,11 @@ def uvicorn_config(
 
 def serve(directory: str | Path, host: str = "127.0.0.1", port: int = 6041, **kw: Any) -> None:
     """Serve until SIGINT/SIGTERM, then flush and exit."""
+    import os
+    import sys
+
     import uvicorn
 
+    if os.environ.get("SEPTET_SWITCH_MS"):
+        sys.setswitchinterval(float(os.environ["SEPTET_SWITCH_MS"]) / 1000)
     uvicorn.Server(uvicorn_config(directory, host, port, **kw)).run()
