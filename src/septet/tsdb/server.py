@@ -751,11 +751,6 @@ def uvicorn_config(
 
 def serve(directory: str | Path, host: str = "127.0.0.1", port: int = 6041, **kw: Any) -> None:
     """Serve until SIGINT/SIGTERM, then flush and exit."""
-    import os
-    import sys
-
     import uvicorn
 
-    if os.environ.get("SEPTET_SWITCH_MS"):
-        sys.setswitchinterval(float(os.environ["SEPTET_SWITCH_MS"]) / 1000)
     uvicorn.Server(uvicorn_config(directory, host, port, **kw)).run()
