@@ -342,24 +342,30 @@ def _const_ts(e: A.Expr, ctx: Context) -> int:
 
 
 def _time_range(conds: list[A.Expr], src: Source, ctx: Context):
-    t0 = t1 = None
+    bounds = []
     for c in conds:
         op, rhs = _time_bound(c, src)  # type: ignore[misc]
         if op == "between":
-            lo, hi = _const_ts(rhs[0], ctx), _const_ts(rhs[1], ctx)
-            bounds = [(">=", lo), ("<=", hi)]
+            bounds += [(">=", _const_ts(rhs[0], ctx)), ("<=", _const_ts(rhs[1], ctx))]
         else:
-            bounds = [(op, _const_ts(rhs, ctx))]
-        for o, v in bounds:
-            if o in (">", ">="):
-                v = v + 1 if o == ">" else v
-                t0 = v if t0 is None else max(t0, v)
-            if o in ("<", "<="):
-                v = v - 1 if o == "<" else v
-                t1 = v if t1 is None else min(t1, v)
-            if o == "=":
-                t0 = v if t0 is None else max(t0, v)
-                t1 = v if t1 is None else min(t1, v)
+            bounds.append((op, _const_ts(rhs, ctx)))
+    return time_span(bounds)
+
+
+def time_span(bounds: list[tuple[str, int]]) -> tuple[int | None, int | None]:
+    """The inclusive [t0, t1] (None: open) that comparisons (op, timestamp) of the timestamp
+    column leave."""
+    t0 = t1 = None
+    for o, v in bounds:
+        if o in (">", ">="):
+            v = v + 1 if o == ">" else v
+            t0 = v if t0 is None else max(t0, v)
+        if o in ("<", "<="):
+            v = v - 1 if o == "<" else v
+            t1 = v if t1 is None else min(t1, v)
+        if o == "=":
+            t0 = v if t0 is None else max(t0, v)
+            t1 = v if t1 is None else min(t1, v)
     return t0, t1
 
 
@@ -441,10 +447,18 @@ def _indexed(shared: _SharedTables, c: A.Expr, src: Source) -> np.ndarray | None
         return None
     if not values or not all(isinstance(v, A.Literal) and type(v.value) is str for v in values):
         return None
-    index = _tag_index(shared, ref.name, src)
+    return tag_positions(shared, ref.name, [v.value for v in values], src)
+
+
+def tag_positions(
+    shared: _SharedTables, name: str, values: list[str], src: Source
+) -> np.ndarray | None:
+    """Ascending positions of the sub-tables whose string tag (or tbname) ``name`` is one of
+    ``values``; None when ``name`` is not such a tag."""
+    index = _tag_index(shared, name, src)
     if index is None:
         return None
-    hits = [index[v.value] for v in values if v.value in index]
+    hits = [index[v] for v in values if v in index]
     if not hits:
         return np.zeros(0, np.int64)
     return hits[0] if len(hits) == 1 else np.unique(np.concatenate(hits))
@@ -1203,37 +1217,10 @@ def _aggregate_pieces(
         isinstance(x, A.ColumnRef) and x.name in WINDOW_COLUMNS for e in sources for x in walk(e)
     ):
         return None  # the general path explains the error
-    by_name = {c.name: c for c in src.columns[1:]}
-    prec = src.db.options.precision
-    calls: dict[A.Func, tuple[int | None, pa.DataType | None]] = {}
-    needs: dict[int, windowagg.ColumnNeeds] = {}
-    for e in sources:
-        for f in _top_aggregates(e):
-            if f in calls:
-                continue
-            if f.name not in windowagg.FUNCTIONS or f.distinct:
-                return None
-            if f.name == "COUNT" and (not f.args or isinstance(f.args[0], A.Star)):
-                calls[f] = (None, None)
-                continue
-            if len(f.args) != 1 or not isinstance(f.args[0], A.ColumnRef):
-                return None
-            col = by_name.get(f.args[0].name)
-            if col is None:
-                return None
-            dtype = numpy_dtype(col.type) if is_numeric(col.type) else None
-            if f.name != "COUNT" and (dtype is None or dtype == np.uint64):
-                return None  # the general path handles (or rejects) the rest
-            need = needs.get(col.id)
-            if need is None:
-                need = needs[col.id] = windowagg.ColumnNeeds(None)
-            if f.name != "COUNT":
-                need.dtype = dtype
-                need.sum |= f.name in ("SUM", "AVG")
-                need.extremes |= f.name in ("MIN", "MAX", "SPREAD")
-            calls[f] = (col.id, arrow_type(col.type, prec))
-    if not calls:
+    found = aggregate_calls(sources, src)
+    if found is None:
         return None
+    calls, needs = found
     table_pid, n_part = per_table
     col_ids = sorted(needs)
     with engine.lock:  # the pieces read segment maps that a flush may replace
@@ -1323,6 +1310,44 @@ def _window_columns(items, calls_map: dict, result: Frame, ctx: Context) -> pa.T
 
 
 _WSTART = A.ColumnRef("_wstart")
+
+
+def aggregate_calls(sources: list[A.Expr], src: Source):
+    """The aggregate calls in ``sources`` as (call -> (column id or None for COUNT(*), its
+    Arrow type), column id -> windowagg.ColumnNeeds), or None when a call is not one that
+    windowagg computes (then the general path runs) or there is none."""
+    by_name = {c.name: c for c in src.columns[1:]}
+    prec = src.db.options.precision  # type: ignore[union-attr]
+    calls: dict[A.Func, tuple[int | None, pa.DataType | None]] = {}
+    needs: dict[int, windowagg.ColumnNeeds] = {}
+    for e in sources:
+        for f in _top_aggregates(e):
+            if f in calls:
+                continue
+            if f.name not in windowagg.FUNCTIONS or f.distinct:
+                return None
+            if f.name == "COUNT" and (not f.args or isinstance(f.args[0], A.Star)):
+                calls[f] = (None, None)
+                continue
+            if len(f.args) != 1 or not isinstance(f.args[0], A.ColumnRef):
+                return None
+            col = by_name.get(f.args[0].name)
+            if col is None:
+                return None
+            dtype = numpy_dtype(col.type) if is_numeric(col.type) else None
+            if f.name != "COUNT" and (dtype is None or dtype == np.uint64):
+                return None  # the general path handles (or rejects) the rest
+            need = needs.get(col.id)
+            if need is None:
+                need = needs[col.id] = windowagg.ColumnNeeds(None)
+            if f.name != "COUNT":
+                need.dtype = dtype
+                need.sum |= f.name in ("SUM", "AVG")
+                need.extremes |= f.name in ("MIN", "MAX", "SPREAD")
+            calls[f] = (col.id, arrow_type(col.type, prec))
+    if not calls:
+        return None
+    return calls, needs
 
 
 def _outside_refs(e: A.Expr, keys: set) -> bool:

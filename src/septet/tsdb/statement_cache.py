@@ -89,6 +89,18 @@ class StatementCache:
             return None
         return scanned[0]
 
+    def scan(self, sql: str) -> tuple[str, list[Any]] | None:
+        """(template key, the literals' values in order) of ``sql``; None outside the literal
+        model."""
+        return self._scan(sql)
+
+    def template(self, key: str) -> tuple[list[A.Statement], dict] | None:
+        """The template of a key: (its statements with a unique sentinel value for each
+        literal, (type, sentinel) -> the literal's number); None if there is none. Shared:
+        not to be changed."""
+        got = self._templates.get(key)
+        return got if isinstance(got, tuple) else None
+
     def _scan(self, sql: str) -> tuple[str, list[Any]] | None:
         last = self._last  # one read: another thread may replace it meanwhile
         if last[0] == sql and sql:
