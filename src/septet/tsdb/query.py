@@ -1343,7 +1343,8 @@ def aggregate_calls(sources: list[A.Expr], src: Source):
             if f.name != "COUNT":
                 need.dtype = dtype
                 need.sum |= f.name in ("SUM", "AVG")
-                need.extremes |= f.name in ("MIN", "MAX", "SPREAD")
+                need.low |= f.name in ("MIN", "SPREAD")
+                need.high |= f.name in ("MAX", "SPREAD")
             calls[f] = (col.id, arrow_type(col.type, prec))
     if not calls:
         return None

@@ -50,7 +50,12 @@ class ColumnNeeds:
 
     dtype: np.dtype | None
     sum: bool = False
-    extremes: bool = False
+    low: bool = False  # the minimum (MIN, SPREAD)
+    high: bool = False  # the maximum (MAX, SPREAD)
+
+    @property
+    def extremes(self) -> bool:
+        return self.low or self.high
 
     @property
     def acc(self) -> np.dtype:
@@ -190,8 +195,9 @@ def _reduce_column(plan: _Plan, work, out: Partials) -> None:
     total = mn = mx = None
     if need.sum:
         total = np.zeros(count.size, plan.acc)
-    if need.extremes:
+    if need.low:
         mn = np.empty(count.size, need.dtype)
+    if need.high:
         mx = np.empty(count.size, need.dtype)
     for piece, starts, at in work:
         if starts is None:  # from the block statistics
@@ -201,6 +207,7 @@ def _reduce_column(plan: _Plan, work, out: Partials) -> None:
                 total[at] = _wrap_int64(int(sm)) if plan.acc.kind == "i" else sm
             if mn is not None:
                 mn[at] = lo if c else plan.never_min
+            if mx is not None:
                 mx[at] = hi if c else plan.never_max
             continue
         end = at + starts.size
@@ -217,6 +224,7 @@ def _reduce_column(plan: _Plan, work, out: Partials) -> None:
                 x_sum = np.where(valid, x, 0)
             if mn is not None:
                 x_min = np.where(valid, x, np.array(plan.never_min, x.dtype))
+            if mx is not None:
                 x_max = np.where(valid, x, np.array(plan.never_max, x.dtype))
         else:
             x_sum = x_min = x_max = x
@@ -226,12 +234,14 @@ def _reduce_column(plan: _Plan, work, out: Partials) -> None:
             np.add.reduceat(x_sum, starts, out=total[at:end])
         if mn is not None:
             np.minimum.reduceat(x_min, starts, out=mn[at:end])
+        if mx is not None:
             np.maximum.reduceat(x_max, starts, out=mx[at:end])
     out.count[cid] = count
     if total is not None:
         out.sum[cid] = total
     if mn is not None:
         out.min[cid] = mn
+    if mx is not None:
         out.max[cid] = mx
 
 
@@ -339,10 +349,11 @@ def _reduce_runs(plan: _Plan, runs: list[_Run]) -> tuple:
         x = arena.values[a:b]  # NULL slots hold zeros
         if need.sum:
             sums.append(np.add.reduceat(x, idx, dtype=plan.acc)[real])
-        if need.extremes:
+        if need.low:
             lo = x if v is None else np.where(v, x, np.array(plan.never_min, x.dtype))
-            hi = x if v is None else np.where(v, x, np.array(plan.never_max, x.dtype))
             mins.append(np.minimum.reduceat(lo, idx)[real])
+        if need.high:
+            hi = x if v is None else np.where(v, x, np.array(plan.never_max, x.dtype))
             maxs.append(np.maximum.reduceat(hi, idx)[real])
     return tuple(np.concatenate(parts) if parts else None for parts in (counts, sums, mins, maxs))
 
@@ -379,6 +390,7 @@ def _arena_partials(
             out.sum[plan.cid] = total
         if mn is not None:
             out.min[plan.cid] = mn
+        if mx is not None:
             out.max[plan.cid] = mx
     return out
 
