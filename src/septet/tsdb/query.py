@@ -60,7 +60,7 @@ class _SharedTables:
     tables: list[Table]
     frame: Frame | None = None
     # Per string tag (and tbname): value -> positions in ``tables`` (built on first use).
-    index: dict[str, dict[str, np.ndarray]] | None = None
+    index: dict[str, dict[str, list[int]]] | None = None
 
 
 @dataclass
@@ -427,7 +427,7 @@ def _filter_tables(src: Source, conds: list[A.Expr], ctx: Context) -> list[Table
     return [tables[i] for i in positions.tolist()]
 
 
-def _indexed(shared: _SharedTables, c: A.Expr, src: Source) -> np.ndarray | None:
+def _indexed(shared: _SharedTables, c: A.Expr, src: Source) -> list[int] | None:
     """The positions of the tables that ``c`` keeps, looked up in the super table's tag index,
     when ``c`` is ``tag = 'text'`` or ``tag IN ('text', ...)`` on a string tag or tbname
     (what evaluating it over the tag frame gives: exact string equality, a NULL tag never
@@ -452,19 +452,19 @@ def _indexed(shared: _SharedTables, c: A.Expr, src: Source) -> np.ndarray | None
 
 def tag_positions(
     shared: _SharedTables, name: str, values: list[str], src: Source
-) -> np.ndarray | None:
+) -> list[int] | None:
     """Ascending positions of the sub-tables whose string tag (or tbname) ``name`` is one of
     ``values``; None when ``name`` is not such a tag."""
     index = _tag_index(shared, name, src)
     if index is None:
         return None
     hits = [index[v] for v in values if v in index]
-    if not hits:
-        return np.zeros(0, np.int64)
-    return hits[0] if len(hits) == 1 else np.unique(np.concatenate(hits))
+    if len(hits) == 1:
+        return hits[0]
+    return sorted({i for h in hits for i in h})  # a few lists: no numpy calls
 
 
-def _tag_index(shared: _SharedTables, name: str, src: Source) -> dict[str, np.ndarray] | None:
+def _tag_index(shared: _SharedTables, name: str, src: Source) -> dict[str, list[int]] | None:
     """value -> positions of one string tag (or tbname) of a super table's sub-tables."""
     if shared.index is None:
         shared.index = {}
@@ -483,8 +483,8 @@ def _tag_index(shared: _SharedTables, name: str, src: Source) -> dict[str, np.nd
     for i, v in enumerate(values):
         if v is not None:
             lists.setdefault(v, []).append(i)
-    got = shared.index[name] = {v: np.array(p, np.int64) for v, p in lists.items()}
-    return got
+    shared.index[name] = lists
+    return lists
 
 
 def _load(

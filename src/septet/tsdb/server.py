@@ -484,8 +484,11 @@ def _clock() -> pa.Array:
 
 def _dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON (what TDengine's taosAdapter and starlette's JSONResponse write)."""
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return text.encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
+
+
+# json.dumps with these options would make an encoder for every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 _Reply = tuple[int, bytes | None]  # HTTP status and JSON body (None: no body)
