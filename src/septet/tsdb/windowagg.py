@@ -465,8 +465,8 @@ def aggregate(
         parts.append(_arena_partials(arena_groups, wins, plans, threads))
     out = _concat(parts)
     pid, wid = out.pid, out.wid
-    if pid.size < 2:
-        return out
+    if pid.size < 2 or sum(len(p) for _, p in tables) == 1:
+        return out  # one piece's windows are distinct and in order already
     dp, dw = np.diff(pid), np.diff(wid)
     if not ((dp > 0) | ((dp == 0) & (dw >= 0))).all():
         order = np.lexsort((wid, pid))
