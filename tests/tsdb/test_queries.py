@@ -605,3 +605,38 @@ def test_plain_windows_taken_straight_from_the_partials_equal_the_general_finish
     general = con.execute(sql).fetch_arrow()
     assert direct.equals(general), (direct.schema, general.schema)
     assert direct.schema == general.schema
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_windows_of_a_single_block_with_gaps_and_nulls_match_pandas(cut):
+    """One table, one segment block (the one-piece path of windowagg), irregular rows with a
+    gap of empty windows and NULLs, whole or cut by a time range."""
+    import septet.tsdb as tsdb
+
+    rng = np.random.default_rng(17)
+    ts = T0 + np.cumsum(rng.integers(1, 40, size=300)) * 1000
+    ts[150:] += 30 * MINUTE  # ten empty 3-minute windows
+    v = np.round(rng.normal(size=300), 3)
+    valid = rng.random(300) > 0.15
+    c = tsdb.connect(":memory:")
+    c.execute("CREATE DATABASE one KEEP 36500")
+    c.execute("USE one")
+    c.execute("CREATE TABLE t (ts TIMESTAMP, v DOUBLE)")
+    c.insert_arrow("t", pa.table({"ts": pa.array(ts), "v": pa.array(v, mask=~valid)}))
+    c.flush()
+    lo, hi = (int(ts[20]) + 500, int(ts[280])) if cut else (int(ts[0]), int(ts[-1]))
+    got = c.execute(
+        f"SELECT _wstart, count(*), count(v), min(v), max(v), sum(v), avg(v) FROM t "
+        f"WHERE ts >= {lo} AND ts <= {hi} INTERVAL(3m)"
+    ).fetchall()
+    keep = (ts >= lo) & (ts <= hi)
+    df = pd.DataFrame({"w": ts[keep] // 180_000 * 180_000, "v": np.where(valid, v, np.nan)[keep]})
+    g = df.groupby("w")["v"]
+    want = pd.DataFrame({"n": g.size(), "c": g.count(), "lo": g.min(), "hi": g.max()})
+    want["s"], want["a"] = g.sum(min_count=1), g.mean()
+    assert len(got) == len(want) and len(got) < (hi - lo) // 180_000 + 1  # gaps left out
+    for row, (w, ref) in zip(got, want.iterrows(), strict=True):
+        assert int(pd.Timestamp(row[0]).value // 1_000_000) == w
+        assert row[1:3] == (ref.n, ref.c)
+        for x, y in zip(row[3:], (ref.lo, ref.hi, ref.s, ref.a), strict=True):
+            assert (x is None and np.isnan(y)) or x == pytest.approx(y, rel=1e-12)

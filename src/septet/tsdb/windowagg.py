@@ -170,17 +170,25 @@ def _tables_partials(tables: Sequence[tuple[int, list[Piece]]], wins, plans) -> 
             lengths.append(n)
             sizes.append(_ZERO if starts is None else starts)
             at += k
-    k_all = np.array(counts, np.int64)
-    total = int(k_all.sum())
-    local = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(k_all) - k_all, k_all)
-    wid = np.repeat(np.array(first_w, np.int64), k_all) + local
-    # Rows per window: the next window's start (or the piece's length) minus this start.
-    starts_all = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
-    ends_all = np.empty(total, np.int64)
-    if total:
+    if len(work) == 1:  # one piece (a small query's usual case): the same, in fewer steps
+        k, starts_all = counts[0], sizes[0]
+        ends_all = np.empty(k, np.int64)
         ends_all[:-1] = starts_all[1:]
-        ends_all[np.cumsum(k_all) - 1] = lengths
-    out = Partials(np.repeat(np.array(pids, np.int64), k_all), wid, ends_all - starts_all)
+        ends_all[-1] = lengths[0]
+        wid = np.arange(first_w[0], first_w[0] + k, dtype=np.int64)
+        out = Partials(np.full(k, pids[0], np.int64), wid, ends_all - starts_all)
+    else:
+        k_all = np.array(counts, np.int64)
+        total = int(k_all.sum())
+        local = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(k_all) - k_all, k_all)
+        wid = np.repeat(np.array(first_w, np.int64), k_all) + local
+        # Rows per window: the next window's start (or the piece's length) minus this start.
+        starts_all = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
+        ends_all = np.empty(total, np.int64)
+        if total:
+            ends_all[:-1] = starts_all[1:]
+            ends_all[np.cumsum(k_all) - 1] = lengths
+        out = Partials(np.repeat(np.array(pids, np.int64), k_all), wid, ends_all - starts_all)
     for plan in plans:
         _reduce_column(plan, work, out)
     empty = out.rows == 0  # windows a piece skips over; their reductions are meaningless
