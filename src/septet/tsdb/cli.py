@@ -49,13 +49,16 @@ def serve(
     background_flush: bool = typer.Option(
         True, help="Encode flushed segments in a process of their own while writes go on."
     ),
+    parse_processes: int | None = typer.Option(
+        None, help="Processes that parse half of each large write [default: cores - 1]."
+    ),
 ) -> None:
     """Serve DIR over HTTP: TDengine REST (/rest/sql), InfluxDB and OpenTSDB writes."""
     from septet.tsdb.server import serve as run
 
     run(
         data, host=host, port=port, fsync=fsync, keep_alive_s=keep_alive,
-        background_flush=background_flush,
+        background_flush=background_flush, parse_processes=parse_processes,
     )  # fmt: skip
 
 

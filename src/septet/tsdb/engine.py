@@ -898,6 +898,11 @@ class Engine:
             self._retire_wal()
             self._idle.notify_all()
 
+    @property
+    def flushing(self) -> bool:
+        """Whether a background flush is running (its process busy on a core)."""
+        return self._background is not None
+
     def _wait_for_background(self) -> None:
         while self._background is not None:
             self._idle.wait()

@@ -14,6 +14,7 @@ written, and the caller writes the batch through the exact path, which names the
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,21 @@ class Rows:
     timestamps: np.ndarray  # int64 per row, in the batch's precision (0 where missing)
     missing_ts: np.ndarray | None  # bool per row; None when every row has a timestamp
     lines: np.ndarray  # line numbers, ascending
+    heads: list[str] | None = None  # the text that gave each tag set (plain lines only)
+
+    def __getstate__(self) -> dict:
+        # Sent from a parser process (septet.tsdb.parse_pool) by the heads' text: the tag
+        # dicts are rebuilt from this process's cache of heads, the same objects in every
+        # batch, which the writer looks up by identity (see _series_of).
+        state = dict(self.__dict__)
+        if self.heads is not None:
+            state["series"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if state["series"] is None:
+            state["series"] = [_split_head(h)[1] for h in state["heads"]]  # type: ignore[index]
+        self.__dict__.update(state)
 
 
 def _view(buf: pa.Buffer, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
@@ -146,8 +162,9 @@ def _counts(positions: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.diff(np.searchsorted(positions, offsets))
 
 
-def parse_rows(body: bytes) -> list[Rows]:
-    """A batch (UTF-8 bytes) as Rows; LineProtocolError names the first malformed line."""
+def parse_rows(body: bytes, first_line: int = 0) -> list[Rows]:
+    """A batch (UTF-8 bytes) as Rows; LineProtocolError names the first malformed line.
+    ``first_line``: how many lines came before ``body`` (a part of a larger batch)."""
     b = np.frombuffer(body, dtype=np.uint8)
     buf = pa.py_buffer(body)
     nl = np.flatnonzero(b == 10)
@@ -188,12 +205,12 @@ def parse_rows(body: bytes) -> list[Rows]:
     rows: list[Rows] = []
     plain = np.flatnonzero(ok & ~exact)
     if plain.size:
-        rows = _plain_rows(buf, plain, starts, s1, fend, has_ts, ts, exact)
-    rows += points_to_rows(_exact_points(body, starts, ends, np.flatnonzero(exact)))
+        rows = _plain_rows(buf, plain, starts, s1, fend, has_ts, ts, exact, first_line)
+    rows += points_to_rows(_exact_points(body, starts, ends, np.flatnonzero(exact), first_line))
     return rows
 
 
-def _plain_rows(buf, plain, starts, s1, fend, has_ts, ts, exact) -> list[Rows]:
+def _plain_rows(buf, plain, starts, s1, fend, has_ts, ts, exact, first_line) -> list[Rows]:
     """Rows of the ``plain`` lines; those it cannot convert exactly are marked in ``exact``."""
     fields_text = _pieces(buf, s1[plain] + 1, fend[plain])
     fb, fo = _bytes(fields_text)
@@ -241,7 +258,8 @@ def _plain_rows(buf, plain, starts, s1, fend, has_ts, ts, exact) -> list[Rows]:
     kind = _KIND[fb[val_end - 1]]
     heads = _pieces(buf, starts[lines], s1[lines]).dictionary_encode()
     head_id = heads.indices.to_numpy()
-    parsed = [_split_head(h) for h in heads.dictionary.to_pylist()]
+    head_text = heads.dictionary.to_pylist()
+    parsed = [_split_head(h) for h in head_text]
     measurements = sorted({p[0] for p in parsed if p is not None})
     m_index = {m: i for i, m in enumerate(measurements)}
     head_m = np.array([-1 if p is None else m_index[p[0]] for p in parsed], np.int64)
@@ -279,7 +297,8 @@ def _plain_rows(buf, plain, starts, s1, fend, has_ts, ts, exact) -> list[Rows]:
                 fields,
                 ts[lines[members]],
                 missing if missing.any() else None,
-                lines[members] + 1,
+                lines[members] + 1 + first_line,
+                [head_text[h] for h in s_uniq],
             )
         )
     return out
@@ -313,10 +332,10 @@ def _column(values: pa.Array, idx: np.ndarray, kind: np.ndarray) -> pa.Array | N
         return None
 
 
-def _exact_points(body: bytes, starts, ends, lines: np.ndarray) -> list[Point]:
+def _exact_points(body: bytes, starts, ends, lines: np.ndarray, first_line: int) -> list[Point]:
     points = []
     for i in lines.tolist():
-        p = parse_text_line(body[starts[i] : ends[i]].decode("utf-8"), i + 1)
+        p = parse_text_line(body[starts[i] : ends[i]].decode("utf-8"), i + 1 + first_line)
         if p is not None:
             points.append(p)
     return points
@@ -484,7 +503,9 @@ def _table(st_name, groups, fields, tags, now, src_ns, db_ns, existing) -> pa.Ta
         arrays["_line"] = pa.array(r.lines)
         parts.append(pa.table(arrays))
     table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-    if len(parts) > 1:
+    # The parts of a batch parsed in pieces (septet.tsdb.parse_pool) follow each other.
+    in_order = all(int(a.lines[-1]) < int(b.lines[0]) for a, b in itertools.pairwise(groups))
+    if not in_order:
         table = table.take(pc.sort_indices(table.column("_line")))
     return table.drop_columns(["_line"])
 

@@ -442,11 +442,12 @@ class ParsedLines:
     points: list[Point] | None
 
 
-def parse_line_protocol(text: str | bytes) -> ParsedLines:
+def parse_line_protocol(text: str | bytes, pool: Any = None) -> ParsedLines:
     """Read a batch without touching any database; a malformed line raises LineProtocolError.
 
-    This is the costly half of a write and needs no lock: its numpy and Arrow calls release
-    the GIL, so a server parses one request while it writes another."""
+    This is the costly half of a write and needs no lock, so a server parses one request
+    while it writes another; with a ``pool`` (septet.tsdb.parse_pool.ParsePool) half of a
+    large batch is parsed in another process at the same time."""
     from septet.tsdb.line_batch import Fallback, parse_rows
 
     body = text.encode("utf-8") if isinstance(text, str) else text
@@ -456,7 +457,7 @@ def parse_line_protocol(text: str | bytes) -> ParsedLines:
         except UnicodeDecodeError as e:
             raise TsdbError(f"line protocol must be UTF-8 text: byte {e.start} is not") from None
     try:
-        return ParsedLines(body, parse_rows(body), None)
+        return ParsedLines(body, parse_rows(body) if pool is None else pool.parse(body), None)
     except Fallback:
         return ParsedLines(body, None, parse_lines(body.decode("utf-8")))
 

@@ -233,7 +233,10 @@ class Server:
         # Parsed outside the lock: it touches no database, and it mostly runs in numpy and
         # Arrow without the GIL, so one request is parsed while another is written.
         if fmt == "influx":
-            parsed = parse_line_protocol(text, self.parse_pool)
+            # While the flush process encodes, the other core is its: parsing half a batch
+            # there would only make this request wait for it.
+            pool = None if self.engine.flushing else self.parse_pool
+            parsed = parse_line_protocol(text, pool)
             with self._write_lock:
                 return write_parsed(self.connection, database, parsed, precision)
         points = parse_opentsdb(text)
