@@ -434,3 +434,38 @@ def test_quick_selects_run_on_the_event_loop_and_the_rest_on_the_pool(tmp_path):
         new_auth = ("reader", "secret1")
         assert sql("SELECT count(*) FROM t WHERE v > 4", new_auth) == [[2]]  # scrypt: pool
         assert ran_on == ["pool", "pool", "pool", "pool", "pool"]
+
+
+@pytest.mark.parametrize("n", [0, 1, 60, 300])
+def test_answers_written_from_numpy_columns_are_those_of_their_arrow_table(n):
+    """rest_json_columns (a planned query's answer, straight from numpy) writes the bytes that
+    rest_json writes for the Arrow table of the same columns: every type an aggregate gives,
+    NULLs, NaN, float32, timestamps of each precision, small and large answers."""
+    import numpy as np
+    import pyarrow as pa
+
+    from septet.tsdb.executor import Result
+    from septet.tsdb.segment import from_numpy_valid
+    from septet.tsdb.server import rest_json, rest_json_columns
+
+    rng = np.random.default_rng(n)
+    f = np.round(rng.normal(size=n) * 10.0 ** rng.integers(-6, 9, size=n), 3)
+    f[::7] = np.nan
+    some = rng.random(n) > 0.2
+    columns = [
+        (f"ts_{unit}", pa.timestamp(unit), T_MS * 10**k // 1000 + np.arange(n) * 60_000, None)
+        for unit, k in (("s", 0), ("ms", 3), ("us", 6), ("ns", 9))
+    ] + [
+        ("f", pa.float64(), f, some),
+        ("g", pa.float64(), f, None),
+        ("h", pa.float32(), f.astype(np.float32), some),
+        ("count(*)", pa.int64(), rng.integers(0, 99, size=n), None),
+        ("i", pa.int32(), rng.integers(-(2**31), 2**31 - 1, size=n).astype(np.int32), some),
+        ("u", pa.uint16(), rng.integers(0, 2**16, size=n).astype(np.uint16), None),
+        ("b", pa.bool_(), rng.random(n) > 0.5, some),
+    ]
+    arrays = {
+        name: pa.array(v, t) if ok is None else from_numpy_valid(v, ok, t)
+        for name, t, v, ok in columns
+    }
+    assert rest_json_columns(columns) == rest_json(Result(pa.table(arrays), n))

@@ -60,8 +60,9 @@ class WindowPlan:
     # query._window_columns takes from the items each time.
     outputs: list[tuple[str, int | None]]
 
-    def run(self, engine: Engine, values: list[Any]) -> pa.Table | None:
-        """The answer for these literal values, or None (then the general path runs)."""
+    def run(self, engine: Engine, values: list[Any]) -> list[tuple] | None:
+        """The answer's columns for these literal values, (name, Arrow type, numpy values,
+        validity or None) each, or None (then the general path runs)."""
         if engine.catalog_version != self.version:
             return None
         ctx = Context()
@@ -88,13 +89,16 @@ class WindowPlan:
             partials = windowagg.aggregate(
                 [(0, p) for p in pieces], wins, self.needs, engine.options.query_threads
             )
-        columns = []
-        for f, (cid, typ) in self.calls.items():
-            need = self.needs.get(cid) if cid is not None else None
-            columns.append(windowagg.finish(f.name, cid, partials, need, typ))
-        ws = pa.array(partials.wid * wins.interval + wins.offset, pa.int64())
-        wstart = ws.view(pa.timestamp(ctx.precision))
-        return pa.table({n: wstart if k is None else columns[k] for n, k in self.outputs})
+        columns = [
+            windowagg.finish_numpy(f.name, cid, partials, typ)
+            for f, (cid, typ) in self.calls.items()
+        ]
+        wstart = (partials.wid * wins.interval + wins.offset, None, pa.timestamp(ctx.precision))
+        out = []
+        for name, k in self.outputs:
+            v, ok, t = wstart if k is None else columns[k]
+            out.append((name, t, v, ok))
+        return out
 
 
 def make_plan(
@@ -194,19 +198,20 @@ class Plans:
         self._lock = threading.Lock()
         self.hits = 0
 
-    def run(self, engine: Engine, sql: str, database: str | None) -> tuple[pa.Table, str] | None:
-        """(answer, shape) of ``sql`` by its shape's plan, or None: run it the general way."""
+    def run(self, engine: Engine, sql: str, database: str | None) -> tuple[list, str] | None:
+        """(answer's columns, shape) of ``sql`` by its shape's plan (see WindowPlan.run), or
+        None: run it the general way."""
         scanned = self.statements.scan(sql)
         if scanned is None:
             return None
         plan = self._plans.get((scanned[0], database))
         if plan is None:
             return None
-        table = plan.run(engine, scanned[1])
-        if table is None:
+        columns = plan.run(engine, scanned[1])
+        if columns is None:
             return None
         self.hits += 1
-        return table, scanned[0]
+        return columns, scanned[0]
 
     def learn(self, engine: Engine, shape: str, database: str | None) -> None:
         """Make the plan of a shape just run the general way (once per catalog version)."""

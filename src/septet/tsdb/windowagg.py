@@ -505,23 +505,28 @@ def finish(
     name: str, cid: int | None, p: Partials, need: ColumnNeeds | None, typ: pa.DataType
 ) -> pa.Array:
     """One aggregate's output column from combined partials (``cid`` None: COUNT(*))."""
+    values, valid, type_ = finish_numpy(name, cid, p, typ)
+    return pa.array(values, type_) if valid is None else from_numpy_valid(values, valid, type_)
+
+
+def finish_numpy(
+    name: str, cid: int | None, p: Partials, typ: pa.DataType
+) -> tuple[np.ndarray, np.ndarray | None, pa.DataType]:
+    """:func:`finish` as (values, validity or None when none is NULL, Arrow type)."""
     if cid is None:
-        return pa.array(p.rows, pa.int64())
+        return p.rows, None, pa.int64()
     count = p.count[cid]
     if name == "COUNT":
-        return pa.array(count, pa.int64())
+        return count, None, pa.int64()
     valid = count > 0
     if name == "SUM":
         total = p.sum[cid]
-        return from_numpy_valid(
-            total, valid, pa.float64() if total.dtype.kind == "f" else pa.int64()
-        )
+        return total, valid, pa.float64() if total.dtype.kind == "f" else pa.int64()
     if name == "AVG":
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = p.sum[cid].astype(np.float64) / np.maximum(count, 1)
-        return from_numpy_valid(mean, valid, pa.float64())
+        return mean, valid, pa.float64()
     if name == "SPREAD":
         spread = p.max[cid].astype(np.float64) - p.min[cid].astype(np.float64)
-        return from_numpy_valid(spread, valid, pa.float64())
-    values = p.min[cid] if name == "MIN" else p.max[cid]
-    return from_numpy_valid(values, valid, typ)
+        return spread, valid, pa.float64()
+    return (p.min[cid] if name == "MIN" else p.max[cid]), valid, typ
