@@ -123,3 +123,37 @@ def test_a_crash_during_a_background_flush_loses_no_row(tmp_path, monkeypatch):
     con.engine.wal.close()  # a second crash
     con = tsdb.connect(tmp_path, "db")
     check(con, model)
+
+
+def test_a_flush_that_cannot_commit_puts_its_rows_back_and_the_next_one_retries(
+    tmp_path, monkeypatch
+):
+    """Both the flush process and the engine's own flush fail (a full disk, say): the frozen
+    rows go back in front of the memtable, reads and writes go on, the next flush commits
+    them, and nothing is lost across a reopen."""
+    from septet.tsdb.engine import Engine
+
+    def broken(self, job, done):
+        done(RuntimeError("the flush process exited (-9)"), [])
+
+    failures = [2]
+    real_encode = Engine._encode_segment
+
+    def encode_fails_twice(self, key, tables):
+        if failures[0]:
+            failures[0] -= 1
+            raise OSError(28, "No space left on device")
+        return real_encode(self, key, tables)
+
+    monkeypatch.setattr(Flusher, "submit", broken)
+    monkeypatch.setattr(Engine, "_encode_segment", encode_fails_twice)
+    con = make(tmp_path)
+    rng = np.random.default_rng(3)
+    model: dict = {}
+    for _ in range(12):
+        insert(con, model, rng)
+        check(con, model)
+    assert failures == [0]
+    assert segment_files(tmp_path)  # a later flush committed
+    con.close()
+    check(tsdb.connect(tmp_path, "db"), model)

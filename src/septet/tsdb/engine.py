@@ -869,34 +869,73 @@ class Engine:
 
     def _finish_background(self, failed: Exception | None, written: list[str]) -> None:
         """Commit the segments of a background flush: the flush process's files, or, if it
-        failed (died, or raised), the same segments written here from the rows in memory."""
+        failed (died, or raised), the same segments written here from the rows in memory.
+        Should that fail too, the frozen rows go back into the memtable (the WAL still has
+        them) and the next flush tries again."""
         with self.lock:
             if self._background is None:
                 return
             names, seq = self._background
-            if failed is not None:
-                _log.warning("the flush process failed (%s); flushing in the engine", failed)
-                self._settle_imm()
-                assert self._imm is not None
-                written = []
-                for key, tables in self._partition_tables(self._imm).items():
-                    name = names.get(key)
-                    if name is None:  # not foreseen: cannot happen, but a name is cheap
-                        name = names[key] = f"{key[0]}/p{key[1]}/{self.next_segment:010d}.seg"
-                        self.next_segment += 1
-                    atomic_write_bytes(self.path / name, self._encode_segment(key, tables))
-                    written.append(f"{key[0]}/{key[1]}")
-            for key, name in names.items():
-                # Not written: no row left (its tables dropped), or its database dropped.
-                if f"{key[0]}/{key[1]}" in written and key[0] in self.dbs:
-                    self._open_segment(name)
-                    self.segments[key] = [*self.segments.get(key, []), name]
+            opened: list[tuple[tuple[str, int], str]] = []
+            try:
+                if failed is not None:
+                    _log.warning("the flush process failed (%s); flushing in the engine", failed)
+                    written = self._write_frozen(names)
+                for key, name in names.items():
+                    # Not written: no row left (its tables dropped), or its database dropped.
+                    if f"{key[0]}/{key[1]}" in written and key[0] in self.dbs:
+                        self._open_segment(name)
+                        opened.append((key, name))
+            except Exception:
+                _log.exception("a background flush failed; its rows stay in the memtable")
+                for _, name in opened:
+                    self.readers.pop(name).close()
+                if self.path is not None:
+                    for name in names.values():
+                        (self.path / name).unlink(missing_ok=True)
+                self._unfreeze()
+                return
+            finally:
+                self._idle.notify_all()
+            for key, name in opened:
+                self.segments[key] = [*self.segments.get(key, []), name]
             self.flushed_seq = max(self.flushed_seq, seq)
             self._imm = self._imm_gen = self._background = None
             self._imm_pending = []
             self._write_manifest()
             self._retire_wal()
-            self._idle.notify_all()
+
+    def _write_frozen(self, names: dict[tuple[str, int], str]) -> list[str]:
+        """The frozen memtable's segments written here; the "database/partition" keys."""
+        assert self.path is not None and self._imm is not None
+        self._settle_imm()
+        written = []
+        for key, tables in self._partition_tables(self._imm).items():
+            name = names.get(key)
+            if name is None:  # not foreseen: cannot happen, but a name is cheap
+                name = names[key] = f"{key[0]}/p{key[1]}/{self.next_segment:010d}.seg"
+                self.next_segment += 1
+            atomic_write_bytes(self.path / name, self._encode_segment(key, tables))
+            written.append(f"{key[0]}/{key[1]}")
+        return written
+
+    def _unfreeze(self) -> None:
+        """Put a failed background flush's rows back in front of the memtable's (older)."""
+        assert self._imm is not None and self._imm_gen is not None
+        self._settle_imm()
+        for uid, old in self._imm.items():
+            mem = self.mem.get(uid)
+            if mem is not None:
+                old.chunks += mem.chunks
+                old.ranges += mem.ranges
+                old.sorted += mem.sorted
+                old.nbytes += mem.nbytes
+                self.mem_bytes -= mem.nbytes
+            self.mem[uid] = old
+            self.mem_bytes += old.nbytes
+        self._mem_gen = self._imm_gen  # the frozen rows' WAL generation is needed again
+        self._imm = self._imm_gen = self._background = None
+        self._imm_pending = []
 
     @property
     def flushing(self) -> bool:
