@@ -52,6 +52,7 @@ def serve(
     parse_processes: int | None = typer.Option(
         None, help="Processes that parse half of each large write [default: cores - 1]."
     ),
+    memtable_mb: int = typer.Option(256, help="Flush the memtable when it holds this many MiB."),
 ) -> None:
     """Serve DIR over HTTP: TDengine REST (/rest/sql), InfluxDB and OpenTSDB writes."""
     from septet.tsdb.server import serve as run
@@ -59,6 +60,7 @@ def serve(
     run(
         data, host=host, port=port, fsync=fsync, keep_alive_s=keep_alive,
         background_flush=background_flush, parse_processes=parse_processes,
+        memtable_bytes=memtable_mb << 20,
     )  # fmt: skip
 
 
