@@ -84,3 +84,48 @@ def test_a_parser_process_that_died_is_replaced(pool):
     assert described(pool.parse(body)) == described(parse_rows(body))  # parsed here
     assert described(pool.parse(body)) == described(parse_rows(body))  # a new process
     assert pool._all and pool._all[0] is not first
+
+
+def test_a_server_splits_a_batch_only_when_a_core_is_free_for_the_parser(tmp_path, monkeypatch):
+    """One write request alone: its batch is split; two at once, or one during a background
+    flush: parsed whole (the other core is taken)."""
+    import threading
+
+    import septet.tsdb.line_protocol as lp
+    from septet.tsdb.server import Server
+
+    pools = []
+    real = lp.parse_line_protocol
+    meet = threading.Barrier(2, timeout=2)
+
+    def tracked(text, pool=None):
+        pools.append(pool)
+        if len(pools) in (2, 3):  # the two concurrent requests wait for each other here
+            meet.wait()
+        return real(text, pool)
+
+    monkeypatch.setattr(lp, "parse_line_protocol", tracked)
+    server = Server(tmp_path, fsync="off", parse_processes=1)
+    try:
+        root = server.users.authenticate("root", "taosdata")
+        server.run_sql(root, "CREATE DATABASE w", None)
+        body = "\n".join(batch()).encode()
+        server.write_lines(root, "w", body, "ns", "influx")
+        assert pools == [server.parse_pool]
+        threads = [
+            threading.Thread(target=server.write_lines, args=(root, "w", body, "ns", "influx"))
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(pools) == 3 and None in pools[1:]  # the later of the two parsed whole
+        server.engine._background = ("a flush", 0)  # as if the flush process were at work
+        try:
+            server.write_lines(root, "w", body, "ns", "influx")
+        finally:
+            server.engine._background = None
+        assert pools[3] is None
+    finally:
+        server.close()

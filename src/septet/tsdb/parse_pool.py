@@ -80,11 +80,16 @@ class _Parser:
 class ParsePool:
     """Parser processes a server shares between its request threads."""
 
-    def __init__(self, processes: int):
+    def __init__(self, processes: int, start: bool = False):
         self._idle: list[_Parser] = []
         self._all: list[_Parser] = []
         self._lock = threading.Lock()
         self._wanted = processes
+        if start:  # now, as a server starts: the first requests need not wait for imports
+            for _ in range(processes):
+                parser = _Parser()
+                self._all.append(parser)
+                self._idle.append(parser)
 
     def _take(self) -> _Parser | None:
         with self._lock:
