@@ -37,6 +37,13 @@ def check(con, model):
         assert [(int(a.timestamp() * 1000), b) for a, b in got] == sorted(expected.items()), t
 
 
+def flush_process_fails(monkeypatch):
+    def broken(self, job, done):
+        done(RuntimeError("the flush process exited (-9)"), [])
+
+    monkeypatch.setattr(Flusher, "submit", broken)
+
+
 def segment_files(path):
     return sorted(p.name for p in (path / "db").glob("p*/*.seg"))
 
@@ -78,10 +85,7 @@ def test_writes_and_reads_go_on_while_the_flush_process_writes_segments(tmp_path
 
 
 def test_a_failed_flush_process_is_replaced_by_a_flush_in_the_engine(tmp_path, monkeypatch):
-    def broken(self, job, done):
-        done(RuntimeError("the flush process exited (-9)"), [])
-
-    monkeypatch.setattr(Flusher, "submit", broken)
+    flush_process_fails(monkeypatch)
     con = make(tmp_path)
     rng = np.random.default_rng(1)
     model: dict = {}
@@ -133,9 +137,6 @@ def test_a_flush_that_cannot_commit_puts_its_rows_back_and_the_next_one_retries(
     them, and nothing is lost across a reopen."""
     from septet.tsdb.engine import Engine
 
-    def broken(self, job, done):
-        done(RuntimeError("the flush process exited (-9)"), [])
-
     failures = [2]
     real_encode = Engine._encode_segment
 
@@ -145,7 +146,7 @@ def test_a_flush_that_cannot_commit_puts_its_rows_back_and_the_next_one_retries(
             raise OSError(28, "No space left on device")
         return real_encode(self, key, tables)
 
-    monkeypatch.setattr(Flusher, "submit", broken)
+    flush_process_fails(monkeypatch)
     monkeypatch.setattr(Engine, "_encode_segment", encode_fails_twice)
     con = make(tmp_path)
     rng = np.random.default_rng(3)

@@ -9,14 +9,13 @@ over) and encode them, while it goes on taking writes and reading the frozen mem
 engine commits the segments (manifest, WAL checkpoint) when the process is done, or, should
 the process fail, encodes them itself from the rows it still holds.
 
-The process is ``python -m septet.tsdb.flusher``, one JSON line per job in, one line of
-answer out: unlike multiprocessing's spawn, it never re-runs the parent's main module.
+The process is ``python -m septet.tsdb.flusher`` (see subprocesses.py), one JSON line per job
+in, one line of answer out.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import pyarrow as pa
 
 from septet.common.atomic import atomic_write_bytes
 from septet.tsdb.segment import TS, SegmentWriter
+from septet.tsdb.subprocesses import start_module
 
 
 @dataclass(frozen=True)
@@ -127,16 +127,7 @@ class Flusher:
 
     def _process(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
-            env = dict(os.environ)
-            # The child imports septet from where this process did, installed or not.
-            root = str(Path(__file__).resolve().parents[2])
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "septet.tsdb.flusher"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=env,
-            )
+            self._proc = start_module("septet.tsdb.flusher")
         return self._proc
 
     def submit(self, job: FlushJob, done: Callable[[Exception | None, list[str]], None]) -> None:

@@ -7,24 +7,22 @@ cores ingested no faster with two clients than with one. A ParsePool keeps parse
 and parses the first half itself, so a batch is parsed on two cores at once. The halves'
 Rows come back pickled, their tag sets as the heads' text (see Rows.__getstate__).
 
-A parser process is ``python -m septet.tsdb.parse_pool``: length-prefixed frames over its
-stdin and stdout; unlike multiprocessing's spawn it never re-runs the parent's main module.
+A parser process is ``python -m septet.tsdb.parse_pool`` (see subprocesses.py):
+length-prefixed frames over its stdin and stdout.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import signal
 import struct
-import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 from septet.tsdb.line_batch import Fallback, Rows, parse_rows
 from septet.tsdb.line_protocol import LineProtocolError
+from septet.tsdb.subprocesses import start_module
 
 _FRAME = struct.Struct("<QQ")  # payload length, first line number (requests) / 0 (answers)
 # Smaller bodies are parsed whole: the hand-over costs ~1 ms.
@@ -35,15 +33,7 @@ class _Parser:
     """One parser process; used by one request at a time."""
 
     def __init__(self) -> None:
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])  # where this septet was imported from
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "septet.tsdb.parse_pool"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
+        self.proc = start_module("septet.tsdb.parse_pool")
 
     def send(self, body: bytes, first_line: int) -> threading.Thread:
         """Write a request on a thread of its own (the pipe takes 64 KiB at a time; the
