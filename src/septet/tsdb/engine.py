@@ -1468,19 +1468,20 @@ class Engine:
 
     def time_bounds(self, uid: int) -> tuple[int, int] | None:
         """Smallest and largest timestamp stored for a table, from block indexes only."""
-        self._settle()
-        db = self.dbs[self.uid_db[uid]]
-        lo = hi = None
-        for name in self._segment_names(db, None, None):
-            for b in self.readers[name].blocks(uid):
-                lo = b.t0 if lo is None else min(lo, b.t0)
-                hi = b.t1 if hi is None else max(hi, b.t1)
-        mem = self._mem_of(uid)
-        if mem is not None:
-            for a, b in mem.ranges:
-                lo = a if lo is None else min(lo, a)
-                hi = b if hi is None else max(hi, b)
-        return None if lo is None else (lo, hi)
+        with self.lock:  # a background flush may commit (segments, frozen rows) meanwhile
+            self._settle()
+            db = self.dbs[self.uid_db[uid]]
+            lo = hi = None
+            for name in self._segment_names(db, None, None):
+                for b in self.readers[name].blocks(uid):
+                    lo = b.t0 if lo is None else min(lo, b.t0)
+                    hi = b.t1 if hi is None else max(hi, b.t1)
+            mem = self._mem_of(uid)
+            if mem is not None:
+                for a, b in mem.ranges:
+                    lo = a if lo is None else min(lo, a)
+                    hi = b if hi is None else max(hi, b)
+            return None if lo is None else (lo, hi)
 
 
 def _select(
