@@ -158,3 +158,17 @@ def test_a_flush_that_cannot_commit_puts_its_rows_back_and_the_next_one_retries(
     assert segment_files(tmp_path)  # a later flush committed
     con.close()
     check(tsdb.connect(tmp_path, "db"), model)
+
+
+def test_an_engine_in_memory_flushes_in_place_even_when_asked_to_flush_in_the_background():
+    """In memory there is no WAL for a flush process to read the rows back from."""
+    con = tsdb.connect(":memory:", background_flush=True, memtable_bytes=40_000)
+    con.execute("CREATE DATABASE db KEEP 30 DURATION 1")
+    con.execute("USE db")
+    con.execute("CREATE STABLE m (ts TIMESTAMP, v DOUBLE) TAGS (site INT)")
+    rng = np.random.default_rng(4)
+    model: dict = {}
+    for _ in range(12):
+        insert(con, model, rng)
+    assert con.engine._memory_segments and con.engine._flusher is None
+    check(con, model)

@@ -530,13 +530,8 @@ def test_the_tag_index_picks_the_tables_that_evaluating_the_tag_condition_picks(
         c.execute(
             f"INSERT INTO t{i} USING s TAGS ({host}, 'z{i % 3}', {i % 4}) VALUES ({T0 + i}, {i})"
         )
-    looked_up = []
     indexed = query._indexed
-
-    def spy(*args):
-        found = indexed(*args)
-        looked_up.append(found is not None)
-        return found
+    spy, looked_up = spy_on(indexed)
 
     def by_index(where):
         monkeypatch.setattr(query, "_indexed", spy)
@@ -590,14 +585,7 @@ def test_plain_windows_taken_straight_from_the_partials_equal_the_general_finish
     values, NULLs) as evaluating each item over the groups."""
     from septet.tsdb import query
 
-    taken = []
-    real = query._window_columns
-
-    def spy(*args):
-        out = real(*args)
-        taken.append(out is not None)
-        return out
-
+    spy, taken = spy_on(query._window_columns)
     monkeypatch.setattr(query, "_window_columns", spy)
     direct = con.execute(sql).fetch_arrow()
     assert taken == [True]
@@ -640,3 +628,16 @@ def test_windows_of_a_single_block_with_gaps_and_nulls_match_pandas(cut):
         assert row[1:3] == (ref.n, ref.c)
         for x, y in zip(row[3:], (ref.lo, ref.hi, ref.s, ref.a), strict=True):
             assert (x is None and np.isnan(y)) or x == pytest.approx(y, rel=1e-12)
+
+
+def spy_on(fn):
+    """``fn`` wrapped, and a list that says for each call whether it found something (its
+    answer not None: a fast path taken rather than declined)."""
+    found: list[bool] = []
+
+    def spy(*args):
+        out = fn(*args)
+        found.append(out is not None)
+        return out
+
+    return spy, found

@@ -121,6 +121,13 @@ class _MemTable:
         self.sorted.append(meta.increasing)
         self.nbytes += meta.nbytes
 
+    def followed_by(self, later: _MemTable) -> _MemTable:
+        """A memtable of this one's chunks, then ``later``'s (newer)."""
+        both = _MemTable()
+        both.chunks, both.ranges = self.chunks + later.chunks, self.ranges + later.ranges
+        both.sorted, both.nbytes = self.sorted + later.sorted, self.nbytes + later.nbytes
+        return both
+
 
 @dataclass(frozen=True)
 class RowsMeta:
@@ -148,9 +155,8 @@ class TableRuns:
     table and insert cost ~15 ms per 10,000 lines at 1,000 hosts, more than the parsing."""
 
     rows: pa.Table
-    uids: np.ndarray  # int64, one per run
-    starts: np.ndarray  # int64 row offsets
-    counts: np.ndarray
+    uids: np.ndarray  # int64, one per run; the runs follow each other in row order
+    counts: np.ndarray  # rows per run
     lo: np.ndarray  # each run's smallest and largest timestamp
     hi: np.ndarray
     increasing: np.ndarray  # bool: the run's timestamps strictly increase
@@ -158,6 +164,11 @@ class TableRuns:
     @property
     def num_rows(self) -> int:
         return self.rows.num_rows
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Each run's first row."""
+        return np.cumsum(self.counts) - self.counts
 
     def split(self) -> list[tuple[int, pa.Table]]:
         """One (uid, rows) per run."""
@@ -633,7 +644,7 @@ class Engine:
             seq = self.next_seq
             self.next_seq += 1
             if self.wal is not None:
-                self.wal.append(seq, _INSERT, _encode_runs(runs) + _encode_insert(batches))
+                self.wal.append(seq, _INSERT, _encode_insert(batches, runs))
             total = 0
             for (uid, rows), meta in zip(batches, metas, strict=True):
                 self._mem_add(uid, rows, meta)
@@ -644,9 +655,11 @@ class Engine:
                 self._pending_bytes += size
                 self.mem_bytes += size
                 total += r.num_rows
-            full = self.mem_bytes >= self.options.memtable_bytes
-            if full and not (self.options.background_flush and self._flush_in_background()):
-                self.flush()
+            if self.mem_bytes >= self.options.memtable_bytes:
+                # In memory there is no WAL for a flush process to read back from.
+                background = self.options.background_flush and self.path is not None
+                if not (background and self._flush_in_background()):
+                    self.flush()
             if self.listeners:
                 written = batches + [b for r in runs for b in r.split()]
                 for listener in list(self.listeners):
@@ -925,13 +938,7 @@ class Engine:
         self._settle_imm()
         for uid, old in self._imm.items():
             mem = self.mem.get(uid)
-            if mem is not None:
-                old.chunks += mem.chunks
-                old.ranges += mem.ranges
-                old.sorted += mem.sorted
-                old.nbytes += mem.nbytes
-                self.mem_bytes -= mem.nbytes
-            self.mem[uid] = old
+            self.mem[uid] = old if mem is None else old.followed_by(mem)
             self.mem_bytes += old.nbytes
         self._mem_gen = self._imm_gen  # the frozen rows' WAL generation is needed again
         self._imm = self._imm_gen = self._background = None
@@ -956,10 +963,7 @@ class Engine:
         old = self._imm.get(uid)
         if old is None or mem is None:
             return old if mem is None else mem
-        both = _MemTable()
-        both.chunks, both.ranges = old.chunks + mem.chunks, old.ranges + mem.ranges
-        both.sorted, both.nbytes = old.sorted + mem.sorted, old.nbytes + mem.nbytes
-        return both
+        return old.followed_by(mem)
 
     def _encode_segment(self, key: tuple[str, int], tables: dict[int, pa.Table]) -> bytes:
         db = self.dbs[key[0]]
@@ -1527,30 +1531,35 @@ def _tag_value(tag: Column, value: Any) -> Any:
     return coerce_scalar(value, tag.type, tag.name)
 
 
-def _encode_insert(batches: list[tuple[int, pa.Table]]) -> bytes:
-    """One WAL body for many tables: per schema, the rows as one Arrow IPC stream and the
-    (uid, row count) of each table's run in it."""
-    groups: dict[str, list[tuple[int, pa.Table]]] = {}
+def _encode_insert(batches: list[tuple[int, pa.Table]], runs: list[TableRuns] = ()) -> bytes:  # type: ignore[assignment]
+    """One WAL body for many tables, in groups: the rows of a group as one Arrow IPC stream and
+    the (uid, row count) of each table's run in it. Each TableRuns is a group; ``batches``
+    (one table's rows each) are grouped by schema."""
+    groups = [(r.rows, r.uids, r.counts) for r in runs]
+    by_schema: dict[str, list[tuple[int, pa.Table]]] = {}
     key, last = "", None
     for uid, rows in batches:
         schema = rows.schema
         if last is None or not schema.equals(last, check_metadata=True):  # a run: no new text
             key, last = schema.to_string(), schema
-        groups.setdefault(key, []).append((uid, rows))
-    out = io.BytesIO()
-    for members in groups.values():
-        sink = pa.BufferOutputStream()
+        by_schema.setdefault(key, []).append((uid, rows))
+    for members in by_schema.values():
         # One record batch, not one per table (1,000 sub-tables per line-protocol batch):
         # half the time to write, and far less to read back after a crash.
-        table = pa.concat_tables([rows for _, rows in members]).combine_chunks()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
+        groups.append((
+            pa.concat_tables([rows for _, rows in members]),
+            np.array([uid for uid, _ in members], np.int64),
+            np.array([rows.num_rows for _, rows in members], np.int64),
+        ))  # fmt: skip
+    out = io.BytesIO()
+    for rows, uids, counts in groups:
+        sink = pa.BufferOutputStream()
+        rows = rows.combine_chunks()
+        with pa.ipc.new_stream(sink, rows.schema) as writer:
+            writer.write_table(rows)
         buf = sink.getvalue()
-        index = struct.pack(
-            f"<{2 * len(members)}Q", *[x for uid, rows in members for x in (uid, rows.num_rows)]
-        )
-        out.write(_GROUP_HEADER.pack(len(members), buf.size))
-        out.write(index)
+        out.write(_GROUP_HEADER.pack(uids.size, buf.size))
+        out.write(np.column_stack((uids, counts)).astype("<u8").tobytes())
         out.write(buf)
     return out.getvalue()
 
@@ -1603,27 +1612,8 @@ def _split_runs(pending: list[TableRuns]) -> Iterator[tuple[int, pa.Table, RowsM
             yield uid, rows.slice(a, n), RowsMeta(low, high, inc, int(per_row * n))
 
 
-def _encode_runs(runs: list[TableRuns]) -> bytes:
-    """TableRuns in _encode_insert's format: a group each, its rows one IPC stream."""
-    out = io.BytesIO()
-    for r in runs:
-        sink = pa.BufferOutputStream()
-        rows = r.rows.combine_chunks()
-        with pa.ipc.new_stream(sink, rows.schema) as writer:
-            writer.write_table(rows)
-        buf = sink.getvalue()
-        # Runs are contiguous and in order, so (uid, count) pairs describe them exactly.
-        if r.starts.size and (r.starts != np.cumsum(r.counts) - r.counts).any():
-            raise ValueError("TableRuns runs must be contiguous, in row order")
-        index = np.column_stack((r.uids, r.counts)).astype("<u8").tobytes()
-        out.write(_GROUP_HEADER.pack(r.uids.size, buf.size))
-        out.write(index)
-        out.write(buf)
-    return out.getvalue()
-
-
 def decode_groups(body: memoryview) -> Iterator[tuple[pa.Table, np.ndarray, np.ndarray]]:
-    """Each group of a body that _encode_insert / _encode_runs wrote: its rows, and the uid
+    """Each group of a body that _encode_insert wrote: its rows, and the uid
     and row count of each table's run in them."""
     pos = 0
     while pos < len(body):
@@ -1637,7 +1627,7 @@ def decode_groups(body: memoryview) -> Iterator[tuple[pa.Table, np.ndarray, np.n
 
 
 def decode_tables(body: memoryview) -> list[tuple[int, pa.Table]]:
-    """(uid, rows) of each table in a body that _encode_insert / _encode_runs wrote."""
+    """(uid, rows) of each table in a body that _encode_insert wrote."""
     out = []
     for table, uids, counts in decode_groups(body):
         start = 0

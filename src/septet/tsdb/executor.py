@@ -387,7 +387,7 @@ class Session:
         step_back[1:] = ts[1:] <= ts[:-1]
         step_back[starts] = False
         unordered = np.logical_or.reduceat(step_back, starts)
-        return TableRuns(body, sorted_uid[starts], starts, ends - starts, lo, hi, ~unordered)
+        return TableRuns(body, sorted_uid[starts], ends - starts, lo, hi, ~unordered)
 
     def _Delete(self, s: A.Delete, ctx: Context) -> Result:
         q = A.Select([(A.Star(), None)], s.table, s.where)

@@ -52,6 +52,21 @@ def write_segments(job: FlushJob) -> list[str]:
     from septet.tsdb.engine import _INSERT, decode_groups
     from septet.tsdb.wal import read_records
 
+    # Per uid (numpy lookups, not dicts per run): its database's number and the number of
+    # its column list; -1 for a table dropped since (uids grow: it may be past every live one).
+    names = sorted({db for db, _ in job.tables.values()})
+    shapes: dict[tuple[str, ...], int] = {}
+    top = max(job.tables, default=0)
+    db_of = np.full(top + 1, -1, np.int64)
+    shape_of = np.full(top + 1, -1, np.int64)
+    for u, (db, cols) in job.tables.items():
+        db_of[u] = names.index(db)
+        shape_of[u] = shapes.setdefault(tuple(cols), len(shapes))
+    columns_of = {k: list(cols) for cols, k in shapes.items()}
+
+    def lookup(table: np.ndarray, uids: np.ndarray) -> np.ndarray:
+        return np.where(uids <= top, table[np.minimum(uids, top)], -1)
+
     parts, part_uids = [], []
     for gen in job.generations:
         path = Path(job.wal_dir) / f"{gen:012d}.log"
@@ -61,13 +76,15 @@ def write_segments(job: FlushJob) -> list[str]:
             if kind != _INSERT or not job.after_seq < seq <= job.upto_seq:
                 continue
             for rows, uids, counts in decode_groups(body):
-                live = {tuple(job.tables[u][1]) for u in uids.tolist() if u in job.tables}
-                if len(live) > 1:  # tables with different columns now: each its own
-                    for u, a, n in zip(uids, np.cumsum(counts) - counts, counts, strict=True):
-                        parts.append(_live(rows.slice(int(a), int(n)), job.tables.get(int(u))))
-                        part_uids.append(np.full(int(n), u))
+                shape = lookup(shape_of, uids)
+                live = np.unique(shape[shape >= 0])
+                if live.size > 1:  # tables with different columns now: each its own
+                    for k, a, n in zip(shape, np.cumsum(counts) - counts, counts, strict=True):
+                        part = rows.slice(int(a), int(n))
+                        parts.append(_live(part, columns_of.get(int(k))))
+                    part_uids += [np.full(int(n), u) for u, n in zip(uids, counts, strict=True)]
                     continue
-                parts.append(_live(rows, job.tables.get(int(uids[0]))))
+                parts.append(_live(rows, columns_of.get(int(live[0])) if live.size else None))
                 part_uids.append(np.repeat(uids, counts))
     if not parts:
         return []
@@ -77,12 +94,7 @@ def write_segments(job: FlushJob) -> list[str]:
         rows = pa.concat_tables(parts, promote_options="permissive")
     uid = np.concatenate(part_uids)
     # Each row's segment: its table's database and the partition of its timestamp.
-    names = sorted({db for db, _ in job.tables.values()})
-    top = int(max(uid.max(), max(job.tables, default=0)))
-    db_of = np.full(top + 1, -1, np.int64)  # uid -> database number; -1: dropped since
-    for u, (db, _) in job.tables.items():
-        db_of[u] = names.index(db)
-    db_index = db_of[uid]
+    db_index = lookup(db_of, uid)
     known = db_index >= 0
     db_index[~known] = 0
     spans = np.array([job.databases[n][0] for n in names] or [1], np.int64)
@@ -111,11 +123,11 @@ def write_segments(job: FlushJob) -> list[str]:
     return written
 
 
-def _live(rows: pa.Table, spec: tuple[str, list[str]] | None) -> pa.Table:
-    """``rows`` without the columns its table no longer has."""
-    if spec is None:
+def _live(rows: pa.Table, columns: list[str] | None) -> pa.Table:
+    """``rows`` without the columns its table no longer has (None: a dropped table's)."""
+    if columns is None:
         return rows
-    keep = [TS, *(c for c in rows.column_names if c in spec[1])]
+    keep = [TS, *(c for c in rows.column_names if c in columns)]
     return rows if len(keep) == rows.num_columns else rows.select(keep)
 
 

@@ -36,6 +36,7 @@ from septet.tsdb.query import (
     _time_bound,
     _windows,
     aggregate_calls,
+    equality_of_column,
     tag_positions,
     time_span,
 )
@@ -174,19 +175,14 @@ def make_plan(
 
 def _tag_slots(c: A.Expr, slot) -> tuple[str, list[int]] | None:
     """(tag, literal numbers) of ``tag = 'x'``, ``'x' = tag`` or ``tag IN ('x', ...)``."""
-    if isinstance(c, A.Binary) and c.op == "=":
-        left = isinstance(c.left, A.ColumnRef)
-        ref, values = (c.left, [c.right]) if left else (c.right, [c.left])
-    elif isinstance(c, A.InList) and not c.negated:
-        ref, values = c.expr, list(c.values)
-    else:
+    found = equality_of_column(c)
+    if found is None:
         return None
-    if not isinstance(ref, A.ColumnRef) or not values:
-        return None
+    name, values = found
     numbers = [slot(v, str) for v in values]
     if any(k is None for k in numbers):
         return None
-    return ref.name, numbers  # type: ignore[return-value]
+    return name, numbers  # type: ignore[return-value]
 
 
 class Plans:

@@ -407,13 +407,10 @@ def _filter_tables(src: Source, conds: list[A.Expr], ctx: Context) -> list[Table
         found = _indexed(shared, c, src) if shared is not None else None
         if found is None:
             rest.append(c)
-        elif mask is None:
-            mask = np.zeros(len(src.tables), dtype=bool)
-            mask[found] = True
-        else:
-            keep = np.zeros(len(src.tables), dtype=bool)
-            keep[found] = True
-            mask &= keep
+            continue
+        keep = np.zeros(len(src.tables), dtype=bool)
+        keep[found] = True
+        mask = keep if mask is None else mask & keep
     if rest:
         frame = _tag_frame(src)
         if mask is None:
@@ -434,20 +431,26 @@ def _indexed(shared: _SharedTables, c: A.Expr, src: Source) -> list[int] | None:
     matches); None for any other condition (it is evaluated over the tag frame).
 
     Thousands of sub-tables: a dictionary lookup instead of comparing every table's tag."""
+    found = equality_of_column(c)
+    if found is None:
+        return None
+    name, values = found
+    if not all(isinstance(v, A.Literal) and type(v.value) is str for v in values):
+        return None
+    return tag_positions(shared, name, [v.value for v in values], src)  # type: ignore[union-attr]
+
+
+def equality_of_column(c: A.Expr) -> tuple[str, list[A.Expr]] | None:
+    """(column, values) of ``col = v``, ``v = col`` or ``col IN (v, ...)``; None otherwise."""
     if isinstance(c, A.Binary) and c.op == "=":
-        if isinstance(c.left, A.ColumnRef) and isinstance(c.right, A.Literal):
-            ref, values = c.left, (c.right,)
-        elif isinstance(c.right, A.ColumnRef) and isinstance(c.left, A.Literal):
-            ref, values = c.right, (c.left,)
-        else:
-            return None
-    elif isinstance(c, A.InList) and not c.negated and isinstance(c.expr, A.ColumnRef):
-        ref, values = c.expr, c.values
-    else:
+        if isinstance(c.left, A.ColumnRef):
+            return c.left.name, [c.right]
+        if isinstance(c.right, A.ColumnRef):
+            return c.right.name, [c.left]
         return None
-    if not values or not all(isinstance(v, A.Literal) and type(v.value) is str for v in values):
-        return None
-    return tag_positions(shared, ref.name, [v.value for v in values], src)
+    if isinstance(c, A.InList) and not c.negated and isinstance(c.expr, A.ColumnRef) and c.values:
+        return c.expr.name, list(c.values)
+    return None
 
 
 def tag_positions(

@@ -233,8 +233,8 @@ class Server:
 
         if user.read_only:
             raise PermissionDenied(f"user {user.name!r} is read-only")
-        # Parsed outside the lock: it touches no database, and it mostly runs in numpy and
-        # Arrow without the GIL, so one request is parsed while another is written.
+        # Parsed outside the write lock: parsing touches no database, so one request is parsed
+        # while another is written.
         if fmt == "influx":
             with self._count_lock:
                 self._writing += 1

@@ -63,7 +63,7 @@ class StatementCache:
 
     def parse_with_shape(self, sql: str) -> tuple[list[A.Statement], str | None]:
         """``parse(sql)`` and the key of its template (None when it has none)."""
-        scanned = self._scan(sql)
+        scanned = self.scan(sql)
         if scanned is None:
             return parse(sql), None
         key, values = scanned
@@ -84,15 +84,10 @@ class StatementCache:
 
     def shape(self, sql: str) -> str | None:
         """The key of the template ``sql`` would be built from, if there is one yet."""
-        scanned = self._scan(sql)
+        scanned = self.scan(sql)
         if scanned is None or not isinstance(self._templates.get(scanned[0]), tuple):
             return None
         return scanned[0]
-
-    def scan(self, sql: str) -> tuple[str, list[Any]] | None:
-        """(template key, the literals' values in order) of ``sql``; None outside the literal
-        model."""
-        return self._scan(sql)
 
     def template(self, key: str) -> tuple[list[A.Statement], dict] | None:
         """The template of a key: (its statements with a unique sentinel value for each
@@ -101,7 +96,10 @@ class StatementCache:
         got = self._templates.get(key)
         return got if isinstance(got, tuple) else None
 
-    def _scan(self, sql: str) -> tuple[str, list[Any]] | None:
+    def scan(self, sql: str) -> tuple[str, list[Any]] | None:
+        """(template key, the literals' values in order) of ``sql``; None outside the literal
+        model. The last text's answer is kept: the server asks for a request's shape
+        (Server.quick) and then parses the same text."""
         last = self._last  # one read: another thread may replace it meanwhile
         if last[0] == sql and sql:
             return last[1]
