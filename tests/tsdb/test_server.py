@@ -218,6 +218,48 @@ def test_graceful_shutdown_flushes(tmp_path):
         assert con.execute("SELECT v FROM g.t").fetchall() == [(7,)]
 
 
+@pytest.mark.parametrize("n", [0, 1, 37])
+def test_small_results_are_written_as_the_columnar_writer_and_the_encoder_write_them(
+    n, monkeypatch
+):
+    """The writer of small answers (text by text) writes the bytes of the columnar writer of
+    large ones, and the values of rest_body: NULLs, escapes, non-ASCII, NaN and infinities as
+    null (the encoder refuses them), float32, every type; a planned query's answer too."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+
+    import septet.tsdb.rest_format as rf
+    from septet.tsdb.executor import Result
+
+    rng = np.random.default_rng(n)
+    v = rng.normal(size=n) * 10.0 ** rng.integers(-8, 20, size=n)
+    v[::5] = np.nan
+    v[1::9] = np.inf
+    v[2::9] = -np.inf
+    v[3::9] = np.round(v[3::9])  # whole numbers
+    table = pa.table(
+        {
+            "ts": pa.array(T_MS + np.arange(n) * 1001, pa.timestamp("ms")),
+            "host": pa.array([f'h"{i % 7}\\é\n' if i % 4 else None for i in range(n)]),
+            "v": pa.array(v),
+            "f": pa.array(v, pa.float32()),
+            "i": pa.array([None if i % 6 == 1 else i - 20 for i in range(n)], pa.int64()),
+            "b": pa.array([None if i % 3 == 0 else i % 2 == 0 for i in range(n)]),
+        }
+    )
+    small = rf.rest_json(Result(table, 0))
+    body = rf.rest_body(Result(table, 0))
+    assert json.loads(small) == body
+    assert all(x is None or np.isfinite(x) for row in body["data"] for x in row[2:4])
+    columns = [("v", pa.float64(), v, None), ("f", pa.float32(), v.astype(np.float32), None)]
+    assert rf.rest_json_columns(columns) == rf.rest_json(Result(table.select(["v", "f"]), 0))
+    if n:  # the columnar writer is for tables with rows
+        monkeypatch.setattr(rf, "SMALL_ROWS", 0)
+        assert rf.rest_json(Result(table, 0)) == small
+
+
 @pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
 def test_large_results_are_written_column_by_column_as_the_row_writer_would(unit):
     import json
@@ -226,7 +268,7 @@ def test_large_results_are_written_column_by_column_as_the_row_writer_would(unit
     import pyarrow as pa
 
     from septet.tsdb.executor import Result
-    from septet.tsdb.server import rest_body, rest_json
+    from septet.tsdb.rest_format import rest_body, rest_json
 
     n = 1500  # 1500 rows x 9 columns: the columnar writer
     per_s = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit] + 7  # sub-second digits too
@@ -257,7 +299,7 @@ def test_a_large_result_formatted_in_slices_on_threads_is_the_same_text(monkeypa
     import numpy as np
     import pyarrow as pa
 
-    import septet.tsdb.server as srv
+    import septet.tsdb.rest_format as srv
     from septet.tsdb.executor import Result
 
     n = 2000
@@ -296,7 +338,7 @@ def test_timestamp_column_texts_are_each_value_formatted_alone_quoted(unit):
     import numpy as np
     import pyarrow as pa
 
-    from septet.tsdb.server import _format_ts, _timestamps_json
+    from septet.tsdb.rest_format import _format_ts, _timestamps_json
 
     per_day = 86_400 * {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
     rng = np.random.default_rng(4)
@@ -320,7 +362,7 @@ def test_timestamp_column_texts_are_each_value_formatted_alone_quoted(unit):
 def test_timestamp_texts_of_a_column_equal_each_value_formatted_alone(unit):
     import random
 
-    from septet.tsdb.server import _format_ts, _format_ts_list
+    from septet.tsdb.rest_format import _format_ts, _format_ts_list
 
     rng = random.Random(3)
     per_s = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
@@ -446,7 +488,7 @@ def test_answers_written_from_numpy_columns_are_those_of_their_arrow_table(n):
 
     from septet.tsdb.executor import Result
     from septet.tsdb.segment import from_numpy_valid
-    from septet.tsdb.server import rest_json, rest_json_columns
+    from septet.tsdb.rest_format import rest_json, rest_json_columns
 
     rng = np.random.default_rng(n)
     f = np.round(rng.normal(size=n) * 10.0 ** rng.integers(-6, 9, size=n), 3)
