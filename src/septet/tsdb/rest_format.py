@@ -196,12 +196,18 @@ def _float_texts(columns: list[tuple[np.ndarray, np.ndarray | None]]) -> list[li
         values = parts[0] if len(parts) == 1 else np.concatenate(parts)
         texts = pa.array(values, pa.from_numpy_dtype(dtype)).cast(pa.string()).to_pylist()
         good = np.isfinite(values)
-        for k, at in zip(ks, np.cumsum([0, *map(len, parts)]).tolist(), strict=False):
-            ok = columns[k][1]
-            if ok is not None:
-                good[at : at + len(ok)] &= ok
-        for i in np.flatnonzero(~good).tolist():
-            texts[i] = _NULL
+        oks = [columns[k][1] for k in ks]
+        if len(ks) == 1 and oks[0] is not None:
+            good &= oks[0]
+        elif any(ok is not None for ok in oks):
+            good &= np.concatenate([np.ones(len(v), bool) if ok is None else ok
+                                    for v, ok in zip(parts, oks, strict=True)])  # fmt: skip
+        if not good.all():
+            for i in np.flatnonzero(~good).tolist():
+                texts[i] = _NULL
+        if len(ks) == 1:
+            out[ks[0]] = texts
+            continue
         at = 0
         for k, part in zip(ks, parts, strict=True):
             out[k] = texts[at : at + len(part)]
