@@ -1,4 +1,5 @@
-"""A real server on a free loopback port, run by uvicorn in a thread of the test process."""
+"""A real server on a free loopback port, run in a thread of the test process: the HTTP
+server of `septet tsdb serve` (http_server.py), or uvicorn running the same App over ASGI."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-import uvicorn
-
-from septet.tsdb.server import uvicorn_config
+from septet.tsdb.http_server import HttpServer
+from septet.tsdb.server import KEEP_ALIVE_S, create_app, uvicorn_config
 
 
 def free_port() -> int:
@@ -19,23 +19,35 @@ def free_port() -> int:
 
 
 class ThreadServer:
-    def __init__(self, directory, **kw):
+    def __init__(self, directory, asgi: bool = False, **kw):
         self.directory = Path(directory)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        # The settings `septet tsdb serve` runs with (keep-alive and all).
-        self.server = uvicorn.Server(uvicorn_config(directory, "127.0.0.1", self.port, **kw))
+        if asgi:
+            import uvicorn
+
+            self.server = uvicorn.Server(uvicorn_config(directory, "127.0.0.1", self.port, **kw))
+            self.app = self.server.config.app
+            self.is_started = lambda: self.server.started
+        else:  # the settings `septet tsdb serve` runs with (keep-alive and all)
+            self.app = create_app(directory, **kw)
+            self.server = HttpServer(self.app, "127.0.0.1", self.port, KEEP_ALIVE_S)
+            self.is_started = self.server.started.is_set
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ThreadServer:
         self.thread.start()
         deadline = time.time() + 20
-        while not self.server.started:
+        while not self.is_started():
             if time.time() > deadline or not self.thread.is_alive():
                 raise RuntimeError("the server did not start")
             time.sleep(0.02)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
+        if isinstance(self.server, HttpServer):
+            self.server.stop()
+        else:
+            self.server.should_exit = True
         self.thread.join(20)
+        assert not self.thread.is_alive(), "the server did not shut down"

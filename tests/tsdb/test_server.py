@@ -219,12 +219,11 @@ def test_graceful_shutdown_flushes(tmp_path):
 
 
 @pytest.mark.parametrize("n", [0, 1, 37])
-def test_small_results_are_written_as_the_columnar_writer_and_the_encoder_write_them(
-    n, monkeypatch
-):
-    """The writer of small answers (text by text) writes the bytes of the columnar writer of
-    large ones, and the values of rest_body: NULLs, escapes, non-ASCII, NaN and infinities as
-    null (the encoder refuses them), float32, every type; a planned query's answer too."""
+def test_small_results_are_the_json_encoders_text_of_the_rest_body(n, monkeypatch):
+    """The writer of small answers (text by text) writes the bytes that the JSON encoder
+    writes for rest_body, and the columnar writer of large ones the same values: NULLs,
+    escapes, non-ASCII, NaN and infinities as null (the encoder refuses them), float32, every
+    type; a planned query's answer too."""
     import json
 
     import numpy as np
@@ -251,13 +250,14 @@ def test_small_results_are_written_as_the_columnar_writer_and_the_encoder_write_
     )
     small = rf.rest_json(Result(table, 0))
     body = rf.rest_body(Result(table, 0))
-    assert json.loads(small) == body
+    encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    assert small == encoder.encode(body).encode()
     assert all(x is None or np.isfinite(x) for row in body["data"] for x in row[2:4])
     columns = [("v", pa.float64(), v, None), ("f", pa.float32(), v.astype(np.float32), None)]
     assert rf.rest_json_columns(columns) == rf.rest_json(Result(table.select(["v", "f"]), 0))
     if n:  # the columnar writer is for tables with rows
         monkeypatch.setattr(rf, "SMALL_ROWS", 0)
-        assert rf.rest_json(Result(table, 0)) == small
+        assert json.loads(rf.rest_json(Result(table, 0))) == body
 
 
 @pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
@@ -438,7 +438,7 @@ def test_quick_selects_run_on_the_event_loop_and_the_rest_on_the_pool(tmp_path):
     from septet.tsdb.server import INLINE_MS
 
     with ThreadServer(tmp_path, fsync="off") as s:
-        server = s.server.config.app.server
+        server = s.app.server
         ran_on: list[str] = []
         real = server.run_sql
 
@@ -487,8 +487,8 @@ def test_answers_written_from_numpy_columns_are_those_of_their_arrow_table(n):
     import pyarrow as pa
 
     from septet.tsdb.executor import Result
-    from septet.tsdb.segment import from_numpy_valid
     from septet.tsdb.rest_format import rest_json, rest_json_columns
+    from septet.tsdb.segment import from_numpy_valid
 
     rng = np.random.default_rng(n)
     f = np.round(rng.normal(size=n) * 10.0 ** rng.integers(-6, 9, size=n), 3)

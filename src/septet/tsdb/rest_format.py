@@ -1,10 +1,13 @@
 """TDengine's REST answers as JSON bytes: the column meta with TDengine's type names, and the
 rows with its timestamp texts (RFC 3339 in UTC, the database precision's digits).
 
-Three writers of the same bytes, by the size of the answer: a small one is written a value at
-a time from Python lists of texts (fixed cost matters: a dashboard query answers tens of rows);
-a large one a column at a time by Arrow's kernels (per-value cost matters: tens of thousands of
-rows), in slices on the thread pool; a planned query's answer straight from its numpy columns.
+Writers of the same answer by its size: a small one is written a value at a time from Python
+lists of texts, the bytes the JSON encoder writes for rest_body (fixed cost matters: a
+dashboard query answers tens of rows; Arrow's kernels cost more to call, measured in the
+server); a large one a column at a time by Arrow's kernels (per-value cost matters: tens of
+thousands of rows), in slices on the thread pool. Their floats are the same numbers in other
+texts (Python writes 3.0 and 1e-05, Arrow 3 and 0.00001). A planned query's answer is written
+straight from its numpy columns.
 """
 
 from __future__ import annotations
@@ -123,23 +126,18 @@ _FLOATS = ("FLOAT", "DOUBLE")
 def _table_columns(table: pa.Table, as_json: bool) -> tuple[list[list], list[list]]:
     """The column meta of a table, and its columns as the REST body holds their values
     (``as_json``: as the JSON texts of those values)."""
-    meta, columns, floats = [], [], []
+    meta, columns = [], []
     for field, col in zip(table.schema, table.columns, strict=True):
         t = field.type
         name, length = _type_name(t)
-        chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
         if name == "TIMESTAMP":
             # The epoch numbers: a view of each chunk's values (a cast costs ~10x more).
+            chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
             values = [v for c in chunks for v in c.view(pa.int64()).to_pylist()]
         elif name is None:
             values = [None if v is None else str(v) for v in col.to_pylist()]
             name = "VARCHAR"
             length = max((len(v.encode()) for v in values if v is not None), default=0)
-        elif name in _FLOATS and as_json:
-            whole = pa.concat_arrays(chunks) if len(chunks) != 1 else chunks[0]
-            ok = whole.is_valid().to_numpy(zero_copy_only=False) if whole.null_count else None
-            floats.append((len(columns), whole.to_numpy(zero_copy_only=False), ok))
-            values = []  # written below
         else:
             values = col.to_pylist()
             if name in _FLOATS:  # JSON has no NaN or infinity: null
@@ -148,8 +146,6 @@ def _table_columns(table: pa.Table, as_json: bool) -> tuple[list[list], list[lis
         columns.append(_rest_values(name, t, values))
     if as_json:
         columns = [_json_texts(kind, v) for (_, kind, _), v in zip(meta, columns, strict=True)]
-        for (k, _, _), texts in zip(floats, _float_texts([f[1:] for f in floats]), strict=True):
-            columns[k] = texts
     return meta, columns
 
 
@@ -182,39 +178,6 @@ _json_string = json.encoder.encode_basestring  # the encoder's, with ensure_asci
 _NO_VALUE = {"TIMESTAMP": "", "VARCHAR": "", "BOOL": False}  # stand-ins of kinds not 0
 
 
-def _float_texts(columns: list[tuple[np.ndarray, np.ndarray | None]]) -> list[list[str]]:
-    """The JSON texts of float columns (numpy values, validity or None): Arrow's shortest
-    text that reads back as the same float, as the columnar writer writes them, and null for
-    NULL, NaN and infinities. The columns of one dtype are cast at once: a cast has a fixed
-    cost of ~7 us and ~90 ns a value, Python's repr ~400 ns a value of 17 digits."""
-    out: list[list[str]] = [[] for _ in columns]
-    by_dtype: dict[np.dtype, list[int]] = {}
-    for k, (v, _) in enumerate(columns):
-        by_dtype.setdefault(v.dtype, []).append(k)
-    for dtype, ks in by_dtype.items():
-        parts = [columns[k][0] for k in ks]
-        values = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        texts = pa.array(values, pa.from_numpy_dtype(dtype)).cast(pa.string()).to_pylist()
-        good = np.isfinite(values)
-        oks = [columns[k][1] for k in ks]
-        if len(ks) == 1 and oks[0] is not None:
-            good &= oks[0]
-        elif any(ok is not None for ok in oks):
-            good &= np.concatenate([np.ones(len(v), bool) if ok is None else ok
-                                    for v, ok in zip(parts, oks, strict=True)])  # fmt: skip
-        if not good.all():
-            for i in np.flatnonzero(~good).tolist():
-                texts[i] = _NULL
-        if len(ks) == 1:
-            out[ks[0]] = texts
-            continue
-        at = 0
-        for k, part in zip(ks, parts, strict=True):
-            out[k] = texts[at : at + len(part)]
-            at += len(part)
-    return out
-
-
 def _small_json(meta: list[list], columns: list[list[str]], n: int) -> bytes:
     """A REST body from each column's JSON texts, written as the encoder writes rest_body."""
     rows = "],[".join(map(",".join, zip(*columns, strict=True))) if columns and n else None
@@ -239,16 +202,16 @@ def rest_json_columns(columns: list[tuple[str, pa.DataType, np.ndarray, Any]]) -
     meta = [
         [name, kind, _type_name(t)[1]] for (name, t, _, _), kind in zip(columns, types, strict=True)
     ]
-    floats = [k for k, kind in enumerate(types) if kind in _FLOATS]
-    texts = dict(zip(floats, _float_texts([columns[k][2:] for k in floats]), strict=True))
-    for k, ((_, t, v, ok), kind) in enumerate(zip(columns, types, strict=True)):
-        if k in texts:
-            continue
+    texts = []
+    for (_, t, v, ok), kind in zip(columns, types, strict=True):
+        if kind in _FLOATS:  # JSON has no NaN or infinity: null
+            finite = np.isfinite(v)
+            ok = finite if ok is None else ok & finite
         values = v.tolist()
         if ok is not None and not ok.all():
             values = [x if good else None for x, good in zip(values, ok.tolist(), strict=True)]
-        texts[k] = _json_texts(kind, _rest_values(kind, t, values))
-    return _small_json(meta, [texts[k] for k in range(len(columns))], n)
+        texts.append(_json_texts(kind, _rest_values(kind, t, values)))
+    return _small_json(meta, texts, n)
 
 
 def rest_json(result: Result) -> bytes:

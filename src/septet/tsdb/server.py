@@ -250,9 +250,11 @@ def _error(status: int, code: int, desc: str) -> _Reply:
 
 
 class App:
-    """The ASGI application serving one database directory.
+    """The HTTP endpoints of one database directory: what each request gets, whichever server
+    carries it. ``septet tsdb serve`` runs it on its own HTTP server (http_server.py); it is
+    also an ASGI application, for uvicorn or any other ASGI server (create_app).
 
-    A plain ASGI callable rather than a web framework's app: a small REST query is a few
+    A plain callable rather than a web framework's app: a small REST query is a few
     milliseconds, and a framework's routing, middleware stack and worker-thread machinery
     cost about as much CPU again as the query (measured: docs/tsdb.md, "Serving it").
     Each request is read, authenticated and answered here; its statements run on a thread
@@ -271,6 +273,74 @@ class App:
         self.server: Server | None = None
         self.pool: ThreadPoolExecutor | None = None
 
+    def start(self) -> None:
+        """Open the database directory (replaying its WAL) and the request threads."""
+        self.server = Server(self.directory, fsync=self.fsync, **self.options)
+        self.pool = ThreadPoolExecutor(40, thread_name_prefix="tsdb-request")
+
+    def stop(self) -> None:
+        """Let the requests in flight finish, then flush and close the database."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        if self.server is not None:
+            self.server.close()  # graceful shutdown flushes the memtable
+            self.server = None
+
+    def request(
+        self, method: str, path: str, query_string: bytes, auth: str | None, body: bytes
+    ) -> _Reply | Callable[[], _Reply]:
+        """The reply to a request when it is ready at once (an error, a quick SELECT), else
+        the work that makes it, to run on the pool (it turns every error into a reply)."""
+        route = _route(method, path)
+        if isinstance(route[0], int):
+            return route  # type: ignore[return-value]
+        make_work, decode, error_status = route  # type: ignore[misc]
+        server = self.server
+        if server is None:
+            return _error(503, CODE_ERROR, "the server is starting or shutting down")
+        server.requests += 1
+        query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+        work = make_work(_parts(path), query)
+
+        def run() -> _Reply:
+            # On a pool thread unless quick (see Server.quick): authentication (scrypt, when a
+            # password is first seen) and long statements must not hold up the event loop.
+            try:
+                return work(server, server.authenticate(auth, query), _text(body, decode))
+            except AuthError as e:
+                return _error(401, CODE_AUTH, str(e))
+            except PermissionDenied as e:
+                return _error(403, CODE_DENIED, str(e))
+            except _BadRequest as e:
+                return _error(400, CODE_ERROR, str(e))
+            except SqlError as e:
+                return _error(error_status, CODE_SYNTAX, str(e))
+            except TsdbError as e:
+                return _error(error_status, CODE_ERROR, str(e))
+            except Exception as e:  # a bug: the client gets a 500 naming it, the log the trace
+                _log.exception("request %s %s failed", method, path)
+                return _error(500, CODE_ERROR, f"internal error: {type(e).__name__}: {e}")
+
+        lock = server.engine.lock
+        # A quick SELECT runs right here if the engine is free (a write holding it would
+        # hold up the event loop too); everything else on a pool thread.
+        if make_work is _sql_route and server.quick(auth, body) and lock.acquire(False):
+            try:
+                return run()
+            finally:
+                lock.release()
+        return run
+
+    async def respond(
+        self, method: str, path: str, query_string: bytes, auth: str | None, body: bytes
+    ) -> _Reply:
+        """The reply to a request (see request)."""
+        got = self.request(method, path, query_string, auth, body)
+        if callable(got):
+            return await asyncio.get_running_loop().run_in_executor(self.pool, got)
+        return got
+
+    # ASGI
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "http":
             await self._http(scope, receive, send)
@@ -282,37 +352,36 @@ class App:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    self.server = Server(self.directory, fsync=self.fsync, **self.options)
+                    self.start()
                 except Exception as e:
                     await send({"type": "lifespan.startup.failed", "message": str(e)})
                     return
-                self.pool = ThreadPoolExecutor(40, thread_name_prefix="tsdb-request")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self.pool is not None:
-                    self.pool.shutdown(wait=True)  # requests in flight finish first
-                if self.server is not None:
-                    self.server.close()  # graceful shutdown flushes the memtable
-                    self.server = None
+                self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _http(self, scope: dict, receive: Callable, send: Callable) -> None:
-        route = _route(scope["method"], scope["path"])
-        if isinstance(route, tuple) and isinstance(route[0], int):
-            status, body = route
+        body = await self._body(receive)
+        if body is None:
+            return  # the client went away
+        if isinstance(body, _TooLarge):
+            status, body = self.too_large()
         else:
-            body = await self._body(receive)
-            if body is None:
-                return  # the client went away
-            if isinstance(body, _TooLarge):
-                limit = self.max_body_bytes
-                status, body = _error(413, CODE_ERROR, f"request body larger than {limit} bytes")
-            else:
-                status, body = await self._answer(scope, route, body)
+            auth = None
+            for key, value in scope["headers"]:
+                if key == b"authorization":
+                    auth = value.decode("latin-1")
+            status, body = await self.respond(
+                scope["method"], scope["path"], scope["query_string"], auth, body
+            )
         headers = [*_JSON_HEADERS, (b"content-length", b"%d" % len(body))] if body else []
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body or b""})
+
+    def too_large(self) -> _Reply:
+        return _error(413, CODE_ERROR, f"request body larger than {self.max_body_bytes} bytes")
 
     async def _body(self, receive: Callable) -> bytes | _TooLarge | None:
         chunks, size = [], 0
@@ -327,49 +396,6 @@ class App:
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)
-
-    async def _answer(self, scope: dict, route: tuple[Callable, bool, int], body: bytes) -> _Reply:
-        make_work, decode, error_status = route
-        server = self.server
-        if server is None:
-            return _error(503, CODE_ERROR, "the server is starting or shutting down")
-        server.requests += 1
-        auth = None
-        for key, value in scope["headers"]:
-            if key == b"authorization":
-                auth = value.decode("latin-1")
-        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
-        work = make_work(_parts(scope["path"]), query)
-
-        def run() -> _Reply:
-            # On a pool thread unless quick (see Server.quick): authentication (scrypt, when a
-            # password is first seen) and long statements must not hold up the event loop.
-            text = _text(body, decode)
-            return work(server, server.authenticate(auth, query), text)
-
-        try:
-            lock = server.engine.lock
-            # A quick SELECT runs right here if the engine is free (a write holding it would
-            # hold up the event loop too); everything else on a pool thread.
-            if make_work is _sql_route and server.quick(auth, body) and lock.acquire(False):
-                try:
-                    return run()
-                finally:
-                    lock.release()
-            return await asyncio.get_running_loop().run_in_executor(self.pool, run)
-        except AuthError as e:
-            return _error(401, CODE_AUTH, str(e))
-        except PermissionDenied as e:
-            return _error(403, CODE_DENIED, str(e))
-        except _BadRequest as e:
-            return _error(400, CODE_ERROR, str(e))
-        except SqlError as e:
-            return _error(error_status, CODE_SYNTAX, str(e))
-        except TsdbError as e:
-            return _error(error_status, CODE_ERROR, str(e))
-        except Exception as e:  # a bug: the client gets a 500 naming it, the log the traceback
-            _log.exception("request %s %s failed", scope["method"], scope["path"])
-            return _error(500, CODE_ERROR, f"internal error: {type(e).__name__}: {e}")
 
 
 def _text(body: bytes, decode: bool) -> str | bytes:
@@ -463,7 +489,7 @@ def _route(method: str, path: str) -> tuple[Callable, bool, int] | _Reply:
         found = "POST", (_tmq_route, True, 200)
     if found is None:
         return _error(404, CODE_ERROR, f"no endpoint {path} (see docs/tsdb.md, Serving it)")
-    if method != found[0]:
+    if method != found[0] and not (method == "HEAD" and found[0] == "GET"):
         return _error(405, CODE_ERROR, f"{path} takes {found[0]}, not {method}")
     return found[1]
 
@@ -502,7 +528,7 @@ def uvicorn_config(
     keep_alive_s: int = KEEP_ALIVE_S,
     **kw: Any,
 ):
-    """The uvicorn settings ``serve`` runs with (the tests start the same server in a thread)."""
+    """uvicorn settings that serve the App as ``serve`` does, for those who run it on uvicorn."""
     import uvicorn
 
     # No proxy-header rewriting or access log: the app reads neither, and both cost per request.
@@ -517,8 +543,14 @@ def uvicorn_config(
     )
 
 
-def serve(directory: str | Path, host: str = "127.0.0.1", port: int = 6041, **kw: Any) -> None:
-    """Serve until SIGINT/SIGTERM, then flush and exit."""
-    import uvicorn
+def serve(
+    directory: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 6041,
+    keep_alive_s: int = KEEP_ALIVE_S,
+    **kw: Any,
+) -> None:
+    """Serve until SIGINT/SIGTERM, then flush and exit (on http_server.HttpServer)."""
+    from septet.tsdb.http_server import HttpServer
 
-    uvicorn.Server(uvicorn_config(directory, host, port, **kw)).run()
+    HttpServer(create_app(directory, **kw), host, port, keep_alive_s).run()
