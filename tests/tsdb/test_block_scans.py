@@ -42,9 +42,9 @@ def decoded(monkeypatch):
         seen.append(col_id)
         return as_arrow(self, block, col_id, type_, compressor)
 
-    def counting_numpy(self, block, col_id, dtype):
+    def counting_numpy(self, block, col_id, dtype, *prefix):
         seen.append(col_id)
-        return as_numpy(self, block, col_id, dtype)
+        return as_numpy(self, block, col_id, dtype, *prefix)
 
     monkeypatch.setattr(segment.SegmentReader, "read_column", counting_arrow)
     monkeypatch.setattr(segment.SegmentReader, "read_values", counting_numpy)

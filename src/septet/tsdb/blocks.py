@@ -44,6 +44,12 @@ _FIXED = {
 }  # fmt: skip
 # Fewer block columns than this to decode: not worth the thread pool (~40 us each).
 MIN_PARALLEL_DECODES = 64
+# A piece cut by the query's range that needs at most 1/PART_SHARE of its block's rows has
+# the block decoded only up to its last row, into reused memory, and the block cache keeps
+# only the rows it needs (BlockPiece._cut_ts, _cut_values): a block decoded whole lands in
+# fresh pages, and on this kind of virtual machine faulting them in costs more than the
+# decoding (an hour of 10 s rows is a tenth of a 4096-row block).
+PART_SHARE = 4
 _STATS_LOCK = threading.Lock()  # the block cache's accounting, shared by worker threads
 
 
@@ -190,20 +196,25 @@ class BlockPiece(Piece):
         key = (self.index, col, "np")
         got = entry.get(key)
         if got is None:
-            got = entry[key] = read_block(self.reader, self.block, col, self.dtype_of(col))
-            self._added(got[0].nbytes + (0 if got[1] is None else got[1].nbytes))
+            got = self._keep_own(col, *read_block(self.reader, self.block, col, self.dtype_of(col)))
         return got
 
     def _whole(self, col: int | str) -> tuple[np.ndarray, np.ndarray | None]:
         """The whole block's column: its own arrays if it has them, else its arena slot if
         decoded there, else its own arrays, decoded now."""
+        held = self._held(col)
+        return self._own(col) if held is None else held
+
+    def _held(self, col: int | str) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The whole block's column if the cache holds it whole: its own arrays, or its
+        arena slot; else None."""
         entry = self._cached
         own = None if entry is None else entry.get((self.index, col, "np"))
         if own is not None:
             return own
         arena = self._arena_if_done(col)
         if arena is None:
-            return self._own(col)
+            return None
         r0 = self.block.row0
         x = arena.values[r0 : r0 + self.block.rows]
         if col == TS or arena.valid is None or not has_nulls(self.block, col):  # type: ignore[arg-type]
@@ -213,14 +224,105 @@ class BlockPiece(Piece):
     def ts(self) -> np.ndarray:
         if self._ts is not None:
             return self._ts
-        ts = self._whole(TS)[0]
-        if not self.whole:
-            # t1 + 1, searched from the left, is t1 searched from the right.
-            lo, hi = ts.searchsorted(np.array([self.t0, self.t1 + 1], np.int64)).tolist()
-            self.lo, self.hi = lo, hi
-            ts = ts[lo:hi]
+        if self.whole:
+            ts = self._whole(TS)[0]
+        else:
+            held = self._held(TS)
+            ts = self._cut_ts() if held is None else self._locate(held[0], 0)
         self._ts = ts
         return ts
+
+    def _locate(self, ts: np.ndarray, first: int) -> np.ndarray:
+        """This piece's timestamps among ``ts``, the block's rows from ``first`` on (they
+        hold all of the piece's); sets ``lo``, ``hi``."""
+        # t1 + 1, searched from the left, is t1 searched from the right.
+        a, b = ts.searchsorted(np.array([self.t0, self.t1 + 1], np.int64)).tolist()
+        self.lo, self.hi = first + a, first + b
+        return ts[a:b]
+
+    def _cut_ts(self) -> np.ndarray:
+        """The timestamps of a cut piece whose block the cache does not hold whole: from the
+        rows kept for an earlier query when they cover this one's range, else decoded into
+        scratch memory; the rows needed (with those kept before) are kept when they are a
+        small share of the block (see PART_SHARE), else the whole block."""
+        entry = self._entry()
+        own = entry.get((self.index, TS, "np"))  # (_held looks only once the entry is known)
+        if own is not None:
+            return self._locate(own[0], 0)
+        key = (self.index, TS, "part")
+        part = entry.get(key)  # (from time, to time, first row, timestamps)
+        if part is not None and part[0] <= self.t0 and self.t1 <= part[1]:
+            return self._locate(part[3], part[2])
+        rows = self.block.rows
+        regular = self.reader.regular_ts(self.block)
+        if regular is None:
+            ts = self.reader.read_ts(self.block, None, scratch(rows * 8))
+            a, b = ts.searchsorted(np.array([self.t0, self.t1 + 1], np.int64)).tolist()
+        else:  # first + step * i: found, and made, by arithmetic
+            first, step, _ = regular
+            a = min(max(-((first - self.t0) // step), 0), rows)  # ceil((t0 - first) / step)
+            b = min(max((self.t1 - first) // step + 1, a), rows)
+        if part is not None:
+            a, b = min(a, part[2]), max(b, part[2] + part[3].size)
+        if (b - a) * PART_SHARE > rows:
+            return self._locate(
+                self._keep_own(TS, *read_block(self.reader, self.block, TS, _TS_DTYPE))[0], 0
+            )
+        if regular is None:
+            kept = ts[a:b].copy()
+            # The times whose rows all lie in [a, b): between the rows just outside it.
+            t_from = int(ts[a - 1]) + 1 if a > 0 else self.block.t0
+            t_to = int(ts[b]) - 1 if b < rows else self.block.t1
+        else:
+            kept = np.arange(a, b, dtype=np.int64)
+            kept *= step
+            kept += first
+            t_from = first + step * (a - 1) + 1 if a > 0 else self.block.t0
+            t_to = first + step * b - 1 if b < rows else self.block.t1
+        self._keep_part(TS, (t_from, t_to, a, kept))
+        return self._locate(kept, a)
+
+    def _cut_values(self, col: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`values` of a cut piece (``ts()`` called) whose block the cache does not hold
+        whole: from the rows kept for an earlier query when they cover this one's, else
+        decoded no further than its last row into scratch memory, kept as in :meth:`_cut_ts`."""
+        entry = self._entry()
+        own = entry.get((self.index, col, "np"))
+        if own is not None:
+            return _cut(*own, self.lo, self.hi)
+        key = (self.index, col, "part")
+        part = entry.get(key)  # (first row, values, validity or None)
+        lo, hi = self.lo, self.hi
+        if part is not None:
+            first, x, valid = part
+            if first <= lo and hi <= first + x.size:
+                return _cut(x, valid, lo - first, hi - first)
+            lo, hi = min(lo, first), max(hi, first + x.size)
+        if (hi - lo) * PART_SHARE > self.block.rows:
+            return _cut(*self._own(col), self.lo, self.hi)
+        dtype = self.dtype_of(col)
+        x, valid = self.reader.read_values(self.block, col, dtype, hi, scratch(hi * 8))
+        kept = (lo, x[lo:hi].copy(), None if valid is None else valid[lo:hi].copy())
+        self._keep_part(col, kept)
+        return _cut(kept[1], kept[2], self.lo - lo, self.hi - lo)
+
+    def _keep_part(self, col: int | str, part: tuple) -> None:
+        """Keep some rows of a column of this block (replacing those kept before)."""
+        entry = self._entry()
+        old = entry.get((self.index, col, "part"))
+        entry[(self.index, col, "part")] = part
+        self._added(_nbytes(part) - (0 if old is None else _nbytes(old)))
+
+    def _keep_own(
+        self, col: int | str, values: np.ndarray, valid: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Keep the whole block's column as arrays of its own (rows kept before are dropped)."""
+        got = self._entry()[(self.index, col, "np")] = (values, valid)
+        self._added(_nbytes(got))
+        old = self._entry().pop((self.index, col, "part"), None)
+        if old is not None:
+            self._added(-_nbytes(old))
+        return got
 
     @property
     def rows(self) -> int:
@@ -243,6 +345,15 @@ class BlockPiece(Piece):
         return arr
 
     def column(self, col_id: int) -> pa.Array:
+        typ = self.types[col_id]
+        if (
+            not self.whole
+            and typ in _FIXED
+            and (self.index, col_id) not in self._entry()
+            and self._held(col_id) is None
+        ):
+            self.ts()
+            return from_numpy_valid(*self._cut_values(col_id), typ)
         arr = self._whole_column(col_id)
         if self.whole:
             return arr
@@ -252,11 +363,13 @@ class BlockPiece(Piece):
     def values(self, col_id: int) -> tuple[np.ndarray, np.ndarray | None]:
         if self.types[col_id] not in _FIXED:
             return to_numpy_valid(self.column(col_id))
-        x, valid = self._whole(col_id)
         if self.whole:
-            return x, valid
+            return self._whole(col_id)
         self.ts()
-        return x[self.lo : self.hi], None if valid is None else valid[self.lo : self.hi]
+        held = self._held(col_id)
+        if held is None:
+            return self._cut_values(col_id)
+        return _cut(*held, self.lo, self.hi)
 
     def stats(self, col_id: int) -> list[Any] | None:
         if not self.whole:
@@ -269,6 +382,32 @@ class BlockPiece(Piece):
 
 
 _TS_DTYPE = np.dtype(np.int64)
+
+
+def _cut(
+    x: np.ndarray, valid: np.ndarray | None, lo: int, hi: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    return x[lo:hi], None if valid is None else valid[lo:hi]
+
+
+def _nbytes(arrays: tuple) -> int:
+    """Bytes of the numpy arrays in a tuple."""
+    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+
+
+_scratch = threading.local()
+
+
+def scratch(nbytes: int) -> np.ndarray:
+    """This thread's scratch bytes (at least ``nbytes``), for a block decoded only to be cut:
+    memory used again and again, so already backed by pages. What is decoded there is
+    copied out before the next decode on the same thread."""
+    buf = getattr(_scratch, "buf", None)
+    if buf is None or buf.size < nbytes:
+        buf = np.empty(max(nbytes, 1 << 16), np.uint8)
+        buf.fill(0)  # touched now, once
+        _scratch.buf = buf
+    return buf
 
 
 def blocks_lock() -> threading.Lock:
@@ -414,6 +553,8 @@ def decode(todo: list[tuple[BlockPiece, int | str, Arena | None]]) -> None:
         if arena is not None:
             if not arena.done[p.block.seq]:
                 p._into_arena(arena, col)
+        elif not p.whole and (col == TS or p.types[col] in _FIXED):
+            p.ts() if col == TS else p.values(col)  # type: ignore[arg-type]  # maybe a part
         elif col == TS or p.types[col] in _FIXED:
             p._own(col)
         else:

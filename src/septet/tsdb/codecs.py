@@ -69,8 +69,13 @@ def _narrowest(u: np.ndarray) -> tuple[int, bytes]:
 
 
 def _widen(buf: bytes | memoryview, width: int, n: int) -> np.ndarray:
+    return _packed(buf, width, n).astype(np.uint64)
+
+
+def _packed(buf: bytes | memoryview, width: int, n: int) -> np.ndarray:
+    """The first ``n`` values packed ``width`` bytes each, as they are (no copy)."""
     dtype = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[width]
-    return np.frombuffer(buf, dtype=dtype, count=n).astype(np.uint64)
+    return np.frombuffer(buf, dtype=dtype, count=n)
 
 
 def delta_of_delta_encode(ts: np.ndarray) -> np.ndarray:
@@ -87,12 +92,14 @@ def delta_of_delta_encode(ts: np.ndarray) -> np.ndarray:
     return out
 
 
-def delta_of_delta_decode(dod: np.ndarray) -> np.ndarray:
+def delta_of_delta_decode(dod: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Inverse of :func:`delta_of_delta_encode`: two running sums (integer sums wrap, and
-    numpy warns about no integer overflow, so no error state is needed)."""
+    numpy warns about no integer overflow, so no error state is needed); into ``out`` (int64,
+    as long) when given."""
     if dod.size < 2:
         return dod.astype(np.int64).copy()
-    out = _pooled(dod.size, np.dtype(np.int64))
+    if out is None:
+        out = _pooled(dod.size, np.dtype(np.int64))
     out[0] = 0
     np.cumsum(dod[1:], dtype=np.int64, out=out[1:])
     np.cumsum(out[1:], dtype=np.int64, out=out[1:])
@@ -109,10 +116,10 @@ def delta_encode(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def delta_decode(deltas: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`delta_encode`."""
+def delta_decode(deltas: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of :func:`delta_encode` (into ``out``, int64 as long, when given)."""
     with np.errstate(over="ignore"):
-        return np.cumsum(deltas.astype(np.int64, copy=False), dtype=np.int64)
+        return np.cumsum(deltas.astype(np.int64, copy=False), dtype=np.int64, out=out)
 
 
 def xor_split_encode(values: np.ndarray) -> bytes:
@@ -125,19 +132,31 @@ def xor_split_encode(values: np.ndarray) -> bytes:
     return np.ascontiguousarray(x.view(np.uint8).reshape(-1, width).T).tobytes()
 
 
-def xor_split_decode(buf: bytes | memoryview, dtype: np.dtype, n: int) -> np.ndarray:
-    """Inverse of :func:`xor_split_encode`."""
+def xor_split_decode(
+    buf: bytes | memoryview, dtype: np.dtype, n: int, stop: int | None = None, out=None
+) -> np.ndarray:
+    """Inverse of :func:`xor_split_encode`: the first ``stop`` values (all ``n`` if None),
+    written into ``out`` (bytes to reuse, see :func:`decode_values`) when given."""
     width = np.dtype(dtype).itemsize
     utype = np.uint64 if width == 8 else np.uint32
+    m = n if stop is None else stop
     planes = np.frombuffer(buf, dtype=np.uint8, count=n * width).reshape(width, n)
     # One strided copy per byte plane: numpy copies a transposed (n, width) byte array
     # element by element, ~1.5x slower.
-    x = _pooled(n, np.dtype(utype))
-    as_bytes = x.view(np.uint8).reshape(n, width)
-    for k in range(width):
-        as_bytes[:, k] = planes[k]
+    x = _pooled(m, np.dtype(utype)) if out is None else _into(out, m, np.dtype(utype))
+    as_bytes = x.view(np.uint8).reshape(m, width)
+    if m <= 1024:  # a short prefix: one call (the per-call cost dominates)
+        as_bytes.T[...] = planes[:, :m]
+    else:
+        for k in range(width):
+            as_bytes[:, k] = planes[k, :m]
     np.bitwise_xor.accumulate(x, out=x)
     return x.view(dtype)
+
+
+def _into(out: np.ndarray, n: int, dtype: np.dtype) -> np.ndarray:
+    """The first ``n`` values of ``dtype`` in the bytes ``out``."""
+    return out[: n * dtype.itemsize].view(dtype)
 
 
 def compress(raw: bytes, compressor: str, level: int = 3) -> bytes:
@@ -257,9 +276,14 @@ def _stats(values: np.ndarray, valid: np.ndarray | None, kind: str) -> tuple:
 
 
 def decode_values(
-    data: bytes | memoryview, dtype: np.dtype
+    data: bytes | memoryview, dtype: np.dtype, stop: int | None = None, out=None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Inverse of :func:`encode_values`: (values, validity or None when the block has no nulls)."""
+    """Inverse of :func:`encode_values`: (values, validity or None when the block has no nulls).
+
+    ``stop``: only the first ``stop`` values (a query that needs the start of a block decodes
+    no further). ``out``: a uint8 array to decode into instead of fresh memory (a new page
+    costs as much as decoding it): the values returned may then be a view of it, valid
+    until ``out`` is written again."""
     if len(data) < _HEADER.size:
         raise CorruptionError("column block shorter than its header")
     comp_id, kind_id, width, has_nulls, n, length = _HEADER.unpack_from(data)
@@ -269,6 +293,10 @@ def decode_values(
         memoryview(data)[_HEADER.size : _HEADER.size + length], _COMPRESSOR_NAME[comp_id]
     )
     kind = _KIND_NAME[kind_id]
+    m = n if stop is None else min(max(stop, 0), n)
+    if has_nulls or kind == "bool" or (out is not None and out.size < 8 * m):
+        out = None  # the general path (then cut): rare in time series
+        m = n
     offset = 0
     valid = None
     if has_nulls:
@@ -277,26 +305,75 @@ def decode_values(
         offset = nbytes
     body = memoryview(raw)[offset:]
     dtype = np.dtype(dtype)
+    i64 = np.dtype(np.int64)
     if kind == "ts":
-        u = _widen(body, width, n)
-        if n > 2 and not u[2:].any():  # a regular series: one step throughout
+        u = _widen(body, width, m)
+        if m > 2 and not _packed(body, width, n)[2:].any():  # a regular series: one step
             first, step = zigzag_decode(u[:2]).tolist()
-            values = np.arange(n, dtype=np.int64)
+            values = np.arange(m, dtype=np.int64) if out is None else _iota(out, m)
             values *= step  # wraps, as the running sums would
             values += first
             values = values.astype(dtype, copy=False)
         else:
-            values = delta_of_delta_decode(zigzag_decode(u)).astype(dtype)
+            values = delta_of_delta_decode(
+                zigzag_decode(u), None if out is None else _into(out, m, i64)
+            ).astype(dtype, copy=False)
     elif kind == "int":
-        values = delta_decode(zigzag_decode(_widen(body, width, n)))
-        values = values.view(np.uint64) if dtype == np.uint64 else values.astype(dtype)
+        zz = zigzag_decode(_widen(body, width, m))
+        values = delta_decode(zz, None if out is None else _into(out, m, i64))
+        values = values.view(np.uint64) if dtype == np.uint64 else values.astype(dtype, copy=False)
     elif kind == "float":
-        values = xor_split_decode(body, np.dtype(f"f{width}"), n).astype(dtype, copy=False)
+        values = xor_split_decode(body, np.dtype(f"f{width}"), n, m, out).astype(dtype, copy=False)
     else:
         values = np.unpackbits(np.frombuffer(body, np.uint8), count=n).astype(bool)
     if valid is not None and kind != "float":
         values = np.where(valid, values, values.dtype.type(0))
+    if stop is not None and m > stop:
+        values = values[:stop]
+        valid = None if valid is None else valid[:stop]
     return values, valid
+
+
+def regular_timestamps(data: bytes | memoryview) -> tuple[int, int, int] | None:
+    """(first, step, count) of a timestamp block that is one regular series with a positive
+    step (its values are first + step * i), else None; nothing is decoded."""
+    if len(data) < _HEADER.size:
+        raise CorruptionError("column block shorter than its header")
+    comp_id, kind_id, width, has_nulls, n, length = _HEADER.unpack_from(data)
+    if kind_id != _KIND_ID["ts"] or has_nulls or n < 3 or comp_id not in _COMPRESSOR_NAME:
+        return None
+    raw = decompress(
+        memoryview(data)[_HEADER.size : _HEADER.size + length], _COMPRESSOR_NAME[comp_id]
+    )
+    u = _packed(raw, width, n)
+    if u[2:].any():
+        return None
+    first, step = zigzag_decode(u[:2].astype(np.uint64)).tolist()
+    # A series that wraps past int64 is not one a table can hold (timestamps rise).
+    if step <= 0 or first + step * (n - 1) >= 1 << 63:
+        return None
+    return first, step, n
+
+
+def _iota(out: np.ndarray, n: int) -> np.ndarray:
+    """0, 1, ..., n - 1 as int64 in the bytes ``out``."""
+    values = _into(out, n, np.dtype(np.int64))
+    values[:] = _arange(n)
+    return values
+
+
+_ARANGE = np.arange(0, dtype=np.int64)
+
+
+def _arange(n: int) -> np.ndarray:
+    """``np.arange(n)``, read-only, from one array kept and grown as needed."""
+    global _ARANGE
+    got = _ARANGE
+    if got.size < n:
+        got = np.arange(max(n, 2 * got.size), dtype=np.int64)
+        got.flags.writeable = False
+        _ARANGE = got
+    return got[:n]
 
 
 def encode_strings(

@@ -278,10 +278,17 @@ class SegmentReader:
     def blocks(self, uid: int) -> list[BlockMeta]:
         return self.tables.get(uid, [])
 
-    def read_ts(self, block: BlockMeta) -> np.ndarray:
+    def read_ts(self, block: BlockMeta, stop: int | None = None, out=None) -> np.ndarray:
+        """A block's timestamps (``stop``, ``out``: see codecs.decode_values)."""
         off, n = block.ts
-        values, _ = codecs.decode_values(self.view[off : off + n], np.dtype(np.int64))
+        values, _ = codecs.decode_values(self.view[off : off + n], np.dtype(np.int64), stop, out)
         return values
+
+    def regular_ts(self, block: BlockMeta) -> tuple[int, int, int] | None:
+        """(first, step, count) when a block's timestamps are one regular series, else None
+        (see codecs.regular_timestamps)."""
+        off, n = block.ts
+        return codecs.regular_timestamps(self.view[off : off + n])
 
     def read_column(
         self, block: BlockMeta, col_id: int, type_: pa.DataType, compressor: str
@@ -294,15 +301,17 @@ class SegmentReader:
         return decode_array(self.view[off : off + n], type_, compressor)
 
     def read_values(
-        self, block: BlockMeta, col_id: int, dtype: np.dtype
+        self, block: BlockMeta, col_id: int, dtype: np.dtype, stop: int | None = None, out=None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """One fixed-width column of one block as numpy (values, validity or None), without
-        building an Arrow array; all NULL when the block predates the column."""
+        building an Arrow array; all NULL when the block predates the column. ``stop``,
+        ``out``: see codecs.decode_values."""
         meta = block.cols.get(col_id)
         if meta is None:
-            return np.zeros(block.rows, dtype), np.zeros(block.rows, dtype=bool)
+            rows = block.rows if stop is None else min(stop, block.rows)
+            return np.zeros(rows, dtype), np.zeros(rows, dtype=bool)
         off, n = meta[0], meta[1]
-        return codecs.decode_values(self.view[off : off + n], dtype)
+        return codecs.decode_values(self.view[off : off + n], dtype, stop, out)
 
     def close(self) -> None:
         self.view.release()

@@ -1,0 +1,255 @@
+"""Pieces cut by a query's time range (blocks.BlockPiece._cut_ts, _cut_values): a block of
+which a query needs a small share is decoded only up to its last needed row, into scratch
+memory, and the block cache keeps only the rows needed. Answers must be exactly those of
+decoding whole blocks, however queries' ranges overlap, extend or outgrow what was kept;
+the scratch memory must never end up in the cache or an answer; the cache's byte count must
+stay exact."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import septet.tsdb as tsdb
+from septet.tsdb import blocks, codecs, segment
+
+from .conftest import T0
+
+COMPRESSORS = st.sampled_from(["zstd", "lz4", "none"])
+INT64 = st.integers(-(2**63), 2**63 - 1)
+PART = blocks.PART_SHARE  # as shipped (tests patch it)
+ROWS = 400  # rows per block (MAXROWS): a cut piece of at most 100 rows keeps only those
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from([np.int64, np.int32, np.uint64, np.int8, np.float64, np.float32]).flatmap(
+        lambda dt: hnp.arrays(dt, st.integers(0, 300))
+    ),
+    st.booleans(),
+    st.data(),
+)
+def test_a_prefix_decoded_into_scratch_is_the_prefix_of_the_whole_block(x, nulls, data):
+    valid = None
+    if nulls and x.size:
+        valid = np.array(data.draw(st.lists(st.booleans(), min_size=x.size, max_size=x.size)))
+    enc = codecs.encode_values(x, valid, compressor=data.draw(COMPRESSORS))
+    whole, whole_valid = codecs.decode_values(enc.data, x.dtype)
+    stop = data.draw(st.integers(0, x.size + 3))
+    out = np.full(8 * x.size + 64, 0xAB, np.uint8)  # garbage left by an earlier decode
+    got, got_valid = codecs.decode_values(enc.data, x.dtype, stop, out)
+    assert got.dtype == x.dtype
+    np.testing.assert_array_equal(got.view(np.uint8), whole[:stop].view(np.uint8))
+    if whole_valid is None:
+        assert got_valid is None
+    else:
+        np.testing.assert_array_equal(got_valid, whole_valid[:stop])
+
+
+@settings(max_examples=150, deadline=None)
+@given(hnp.arrays(np.int64, st.integers(0, 300), elements=INT64), st.data())
+def test_timestamp_prefixes_match_even_unsorted_and_with_huge_jumps(ts, data):
+    enc = codecs.encode_values(ts, timestamps=True)
+    stop = data.draw(st.integers(0, ts.size))
+    got, _ = codecs.decode_values(
+        enc.data, np.dtype(np.int64), stop, np.empty(8 * ts.size, np.uint8)
+    )
+    np.testing.assert_array_equal(got, ts[:stop])
+
+
+@settings(max_examples=200, deadline=None)
+@given(INT64, st.integers(-(2**40), 2**40), st.integers(0, 50), COMPRESSORS)
+def test_regular_timestamps_are_recognised_exactly(first, step, n, compressor):
+    ts = first + step * np.arange(n, dtype=object)
+    if n and not -(2**63) <= ts[-1] < 2**63:
+        return  # not a series an int64 column holds
+    ts = ts.astype(np.int64)
+    enc = codecs.encode_values(ts, timestamps=True, compressor=compressor)
+    got = codecs.regular_timestamps(enc.data)
+    if n >= 3 and step > 0:
+        assert got == (first, step, n)
+    else:  # too short to tell, or not rising: decoded the general way
+        assert got is None
+
+
+def test_irregular_or_nullable_timestamps_are_not_regular():
+    ts = T0 + 10_000 * np.arange(100, dtype=np.int64)
+    ts[57] += 1
+    assert codecs.regular_timestamps(codecs.encode_values(ts, timestamps=True).data) is None
+    floats = codecs.encode_values(ts.astype(np.float64)).data
+    assert codecs.regular_timestamps(floats) is None
+
+
+def _table(k: int, regular: bool, rng: np.random.Generator) -> pa.Table:
+    n = 1500
+    if regular:
+        ts = T0 + k * 17 + 10_000 * np.arange(n, dtype=np.int64)
+    else:
+        ts = T0 + k * 17 + np.cumsum(rng.integers(1, 20_000, size=n))
+    v = rng.normal(50, 20, size=n)
+    v[rng.random(n) < 0.01] = np.nan
+    nulls = rng.random(n) < (0.05 if k % 2 else 0.0)  # some tables' blocks have NULLs
+    return pa.table(
+        {
+            "tbname": [f"d{k}"] * n,
+            "site": [["a", "b"][k % 2]] * n,
+            "ts": pa.array(ts, pa.int64()),
+            "v": pa.array(v, mask=nulls),
+            "f": pa.array(rng.normal(0, 1, size=n).astype(np.float32)),
+            "i": pa.array(rng.integers(-1000, 1000, size=n).astype(np.int32), mask=nulls),
+            "b": pa.array(rng.integers(-(2**62), 2**62, size=n), pa.int64()),
+        }
+    )
+
+
+def _connection(path, threads: int = 1) -> tsdb.Connection:
+    c = tsdb.connect(path, query_threads=threads)
+    c.execute("USE s")
+    c.engine.cache.clear()  # cold, as after opening
+    return c
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """Six sub-tables (three with regular 10 s timestamps) in 400-row blocks on disk."""
+    path = tmp_path_factory.mktemp("cut") / "db"
+    rng = np.random.default_rng(5)
+    c = tsdb.connect(path)
+    c.execute(f"CREATE DATABASE s KEEP 36500 MAXROWS {ROWS}")
+    c.execute("USE s")
+    c.execute(
+        "CREATE STABLE m (ts TIMESTAMP, v DOUBLE, f FLOAT, i INT, b BIGINT) TAGS (site VARCHAR(4))"
+    )
+    c.insert_arrow("m", pa.concat_tables([_table(k, k < 3, rng) for k in range(6)]))
+    c.flush()
+    c.close()
+    return path
+
+
+def _queries(rng: np.random.Generator) -> list[str]:
+    """Ranges of a few rows to some hundreds, repeated, nested, overlapping and growing, so
+    that what a cut piece kept is reused, extended, and outgrown by the whole block."""
+    out = []
+    span = 1500 * 10_000
+    starts = rng.integers(0, span, size=12)
+    for s in starts:
+        for width in (30_000, 300_000, 900_000, 200_000, 30_000, 2_500_000, 300_000):
+            lo, hi = T0 + int(s), T0 + int(s) + width
+            r = f"ts >= {lo} AND ts <= {hi}"
+            out.append(
+                f"SELECT _wstart, tbname, count(*), count(v), sum(v), min(f), max(i), spread(b), "
+                f"avg(i) FROM m WHERE {r} PARTITION BY tbname INTERVAL(1m)"
+            )
+            pair = "(tbname = 'd1' OR tbname = 'd4')"
+            out.append(f"SELECT ts, tbname, v, f, i, b FROM m WHERE {r} AND {pair}")
+            out.append(f"SELECT site, count(i), max(v) FROM m WHERE {r} AND v > 55 GROUP BY site")
+    return out
+
+
+def _answers(path, share, monkeypatch, threads=1, parallel_from=None):
+    monkeypatch.setattr(blocks, "PART_SHARE", share)
+    if parallel_from is not None:
+        monkeypatch.setattr(blocks, "MIN_PARALLEL_DECODES", parallel_from)
+    c = _connection(path, threads)
+    got, c.kinds_kept = [], set()
+    for sql in _queries(np.random.default_rng(9)):
+        got.append(c.execute(sql).fetchall())
+        c.kinds_kept |= _kept_kinds(c)
+    return got, c
+
+
+def _same(a, b) -> bool:
+    def cell(x):
+        return "NaN" if isinstance(x, float) and x != x else x
+
+    return [[tuple(map(cell, r)) for r in q] for q in a] == [
+        [tuple(map(cell, r)) for r in q] for q in b
+    ]
+
+
+def test_cut_pieces_answer_exactly_as_whole_blocks_do(stored, monkeypatch):
+    whole, c1 = _answers(stored, 10**9, monkeypatch)  # never keeps a part: the old path
+    kinds_whole = c1.kinds_kept
+    c1.close()
+    cut, c2 = _answers(stored, PART, monkeypatch)
+    kinds_cut = c2.kinds_kept
+    _check_cache(c2)
+    c2.close()
+    assert sum(len(q) for q in whole) > 1000
+    assert _same(cut, whole)
+    assert "part" not in kinds_whole
+    # Both kinds of entries along the way: parts for the short ranges, whole blocks for the
+    # long ones.
+    assert {"part", "np"} <= kinds_cut
+
+
+def test_the_thread_pool_decodes_cut_pieces_to_the_same_answers(stored, monkeypatch):
+    one, c1 = _answers(stored, 10**9, monkeypatch)
+    c1.close()
+    many, c2 = _answers(stored, PART, monkeypatch, threads=4, parallel_from=2)
+    _check_cache(c2)
+    c2.close()
+    assert _same(many, one)
+
+
+def test_a_short_range_keeps_only_its_rows_and_decodes_no_further(stored, monkeypatch):
+    stops = []
+    as_numpy = segment.SegmentReader.read_values
+
+    def spy(self, block, col_id, dtype, stop=None, out=None):
+        stops.append((block.rows, stop))
+        return as_numpy(self, block, col_id, dtype, stop, out)
+
+    monkeypatch.setattr(segment.SegmentReader, "read_values", spy)
+    c = _connection(stored)
+    lo = T0 + 10_000 * 20  # rows 20..29 of a regular table's first block
+    sql = f"SELECT count(*), sum(v), max(b) FROM d0 WHERE ts >= {lo} AND ts < {lo + 100_000}"
+    got = c.execute(sql).fetchall()
+    assert got[0][0] == 10
+    assert stops == [(ROWS, 30), (ROWS, 30)]  # v and b, each up to its 30th row only
+    entries = [e for key, e in c.engine.cache._tables.items() if key[1] != "arena"]
+    parts = {k: v for e in entries for k, v in e.items()}
+    assert all(k[2] == "part" for k in parts)  # no whole block kept
+    ts_part = next(v for k, v in parts.items() if k[1] == segment.TS)
+    np.testing.assert_array_equal(ts_part[3], lo + 10_000 * np.arange(10))  # by arithmetic
+    assert all(v[1].size == 10 for k, v in parts.items() if k[1] != segment.TS)
+    stops.clear()
+    assert _same([c.execute(sql).fetchall()], [got]) and not stops  # same range: no decoding
+    _check_cache(c)
+    c.close()
+
+
+def _kept_kinds(c) -> set:
+    return {
+        k[2]
+        for key, e in c.engine.cache._tables.items()
+        if key[1] != "arena"
+        for k in e
+        if len(k) == 3
+    }
+
+
+def _check_cache(c) -> None:
+    """The cache counts the bytes of the arrays it keeps per table exactly, and nothing it
+    keeps is (a view of) this thread's scratch memory."""
+    cache = c.engine.cache
+    work = blocks.scratch(1)
+    checked = 0
+    for key, entry in cache._tables.items():
+        if key[1] == "arena":
+            continue
+        size, exact = 0, True
+        for value in entry.values():
+            for a in value if isinstance(value, tuple) else (value,):
+                if isinstance(a, np.ndarray):
+                    assert not np.shares_memory(a, work)
+                    size += a.nbytes
+                elif isinstance(a, pa.Array):
+                    # Fixed-width ones may be uncounted views of the numpy arrays kept.
+                    exact = False
+        if exact:
+            assert cache._sizes[key] == size, key
+            checked += 1
+    assert checked
