@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import email.utils
 import errno
+import gc
 import logging
 import signal
 import socket
@@ -337,7 +338,12 @@ class HttpServer:
         except BaseException:
             server.close()
             raise
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():  # the server's process
+            # What startup made (modules, the catalog, caches) lives as long as the process:
+            # out of the collector's way, a full collection walks only what requests leave
+            # (one took ~40 ms, a 1-in-300 request's latency, with ~80,000 startup objects).
+            gc.collect()
+            gc.freeze()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.loop.add_signal_handler(sig, self._stopping.set)
         self.started.set()
