@@ -27,6 +27,7 @@ import gc
 import logging
 import signal
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -346,6 +347,8 @@ class HttpServer:
             gc.freeze()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.loop.add_signal_handler(sig, self._stopping.set)
+            where = f"http://{self.host}:{self.port}"
+            print(f"septet tsdb: serving {self.app.directory} on {where}", file=sys.stderr)
         self.started.set()
         try:
             await self._stopping.wait()
