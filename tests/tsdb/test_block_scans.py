@@ -214,10 +214,12 @@ def test_nan_and_infinity_never_make_a_block_skip_rows_it_holds():
 
 
 def test_thread_pool_gives_the_same_answers_as_one_thread(raw, monkeypatch):
-    from septet.tsdb import blocks, parallel
+    from septet.tsdb import blocks, parallel, windowagg
 
     # The fixture is small: let the pool decode even a few blocks, and count that it did.
     monkeypatch.setattr(blocks, "MIN_PARALLEL_DECODES", 2)
+    monkeypatch.setattr(blocks, "MIN_PARALLEL_OWN_DECODES", 2)
+    monkeypatch.setattr(windowagg, "MIN_PARALLEL_OWN_DECODES", 2)
     pooled = []
     executor = parallel._executor
     monkeypatch.setattr(parallel, "_executor", lambda n: pooled.append(n) or executor(n))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import septet.tsdb as tsdb
-from septet.tsdb import blocks, codecs, segment
+from septet.tsdb import blocks, codecs, parallel, segment, windowagg
 
 from .conftest import T0
 
@@ -151,7 +151,8 @@ def _queries(rng: np.random.Generator) -> list[str]:
 def _answers(path, share, monkeypatch, threads=1, parallel_from=None):
     monkeypatch.setattr(blocks, "PART_SHARE", share)
     if parallel_from is not None:
-        monkeypatch.setattr(blocks, "MIN_PARALLEL_DECODES", parallel_from)
+        monkeypatch.setattr(blocks, "MIN_PARALLEL_OWN_DECODES", parallel_from)
+        monkeypatch.setattr(windowagg, "MIN_PARALLEL_OWN_DECODES", parallel_from)
     c = _connection(path, threads)
     got, c.kinds_kept = [], set()
     for sql in _queries(np.random.default_rng(9)):
@@ -188,7 +189,11 @@ def test_cut_pieces_answer_exactly_as_whole_blocks_do(stored, monkeypatch):
 def test_the_thread_pool_decodes_cut_pieces_to_the_same_answers(stored, monkeypatch):
     one, c1 = _answers(stored, 10**9, monkeypatch)
     c1.close()
+    pooled = []
+    executor = parallel._executor
+    monkeypatch.setattr(parallel, "_executor", lambda n: pooled.append(n) or executor(n))
     many, c2 = _answers(stored, PART, monkeypatch, threads=4, parallel_from=2)
+    assert pooled  # the pool decoded
     _check_cache(c2)
     c2.close()
     assert _same(many, one)

@@ -42,8 +42,15 @@ _FIXED = {
         (pa.float64(), np.float64),
     ]
 }  # fmt: skip
-# Fewer block columns than this to decode: not worth the thread pool (~40 us each).
+# Fewer block columns than this to decode into arenas: not worth the thread pool (~40 us
+# each).
 MIN_PARALLEL_DECODES = 64
+# The same for blocks decoded as arrays of their own (queries over fewer tables, whose
+# blocks are mostly cut by the query's range): on a 2-core machine the pool's hand-offs
+# (thread wake-ups, the GIL passed back and forth around every zstd call and numpy copy)
+# cost more than the second core gives (single-groupby-5-8-1 and cpu-max-all-8 at 1,000
+# hosts ran 30-60% slower cold with the pool from 64 blocks on).
+MIN_PARALLEL_OWN_DECODES = 1024
 # A piece cut by the query's range that needs at most 1/PART_SHARE of its block's rows has
 # the block decoded only up to its last row, into reused memory, and the block cache keeps
 # only the rows it needs (BlockPiece._cut_ts, _cut_values): a block decoded whole lands in
@@ -307,21 +314,31 @@ class BlockPiece(Piece):
         return _cut(kept[1], kept[2], self.lo - lo, self.hi - lo)
 
     def _keep_part(self, col: int | str, part: tuple) -> None:
-        """Keep some rows of a column of this block (replacing those kept before)."""
+        """Keep some rows of a column of this block (replacing those kept before), unless
+        the whole block is kept."""
         entry = self._entry()
-        old = entry.get((self.index, col, "part"))
-        entry[(self.index, col, "part")] = part
-        self._added(_nbytes(part) - (0 if old is None else _nbytes(old)))
+        key = (self.index, col, "part")
+        with _STATS_LOCK:  # pool threads may keep rows of one block at once (ts() and values())
+            if (self.index, col, "np") in entry:
+                return
+            old = entry.get(key)
+            entry[key] = part
+            self.cache.added(*self._cache_key, _nbytes(part) - (0 if old is None else _nbytes(old)))
 
     def _keep_own(
         self, col: int | str, values: np.ndarray, valid: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Keep the whole block's column as arrays of its own (rows kept before are dropped)."""
-        got = self._entry()[(self.index, col, "np")] = (values, valid)
-        self._added(_nbytes(got))
-        old = self._entry().pop((self.index, col, "part"), None)
-        if old is not None:
-            self._added(-_nbytes(old))
+        """Keep the whole block's column as arrays of its own (rows kept before are dropped);
+        what is kept (another thread's arrays if it kept them first)."""
+        entry = self._entry()
+        key = (self.index, col, "np")
+        with _STATS_LOCK:
+            got = entry.get(key)
+            if got is not None:
+                return got
+            got = entry[key] = (values, valid)
+            old = entry.pop((self.index, col, "part"), None)
+            self.cache.added(*self._cache_key, _nbytes(got) - (0 if old is None else _nbytes(old)))
         return got
 
     @property
@@ -538,7 +555,7 @@ def prefetch(
     # busy machine): a few blocks are decoded on the calling thread.
     if not todo:
         return
-    if len(todo) < MIN_PARALLEL_DECODES:
+    if len(todo) < (MIN_PARALLEL_DECODES if arenas else MIN_PARALLEL_OWN_DECODES):
         decode(todo)
         return
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from septet.tsdb.blocks import (
     _FIXED,
-    MIN_PARALLEL_DECODES,
+    MIN_PARALLEL_OWN_DECODES,
     BlockPiece,
     Piece,
     arena_runs,
@@ -465,7 +465,7 @@ def aggregate(
     prefetch(in_arenas, list(needs), threads, arenas=True)
     # Fewer block columns than the thread pool is worth are decoded as the pieces are read
     # (what prefetch would do on this thread anyway, without first finding which ones).
-    if len(in_arenas) < len(cut) and len(cut) * (len(needs) + 1) >= MIN_PARALLEL_DECODES:
+    if len(in_arenas) < len(cut) and len(cut) * (len(needs) + 1) >= MIN_PARALLEL_OWN_DECODES:
         chosen = {id(p) for p in in_arenas}
         prefetch([p for p in cut if id(p) not in chosen], list(needs), threads)
     parts = [_tables_partials(rest, wins, plans)]
