@@ -590,7 +590,14 @@ def main() -> None:
         help="systems for the ingest runs with more than one worker [all of --systems]",
     )
     ap.add_argument("--phases", default="ingest,query")
-    ap.add_argument("--instances", type=int, default=10, help="query instances per type")
+    ap.add_argument("--instances", type=int, default=10, help="query instances per type (least)")
+    ap.add_argument("--max-instances", type=int, default=40, help="query instances per type (most)")
+    ap.add_argument(
+        "--type-seconds",
+        type=float,
+        default=6.0,
+        help="more instances than --instances while a type has taken less than this",
+    )
     ap.add_argument("--queries", default=None, help="comma-separated query types [all]")
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--no-save", action="store_true", help="print only; write no results")
@@ -653,7 +660,8 @@ def main() -> None:
             for s in systems:
                 if not (data[s.key]).exists():
                     load(s, data[s.key], payloads, gen.tags(), 1)
-            queries = make_queries(gen, end, args.instances + 1, args.seed)
+            most = max(args.instances, args.max_instances)
+            queries = make_queries(gen, end, most + 1, args.seed)
             times: dict[str, dict[str, list[float]]] = {s.key: {} for s in systems}
             cpu: dict[str, dict[str, list[float]]] = {s.key: {} for s in systems}
             failed: dict[str, str] = {}
@@ -664,7 +672,13 @@ def main() -> None:
             try:
                 k = 0
                 for qt in query_types:
+                    type_started = time.perf_counter()
                     for i, p in enumerate(queries[qt]):
+                        # The small types run more instances (their medians are noisier, and
+                        # they are cheap); a type stops once it has its least and its time.
+                        spent = time.perf_counter() - type_started
+                        if i > args.instances and spent > args.type_seconds:
+                            break
                         k += 1
                         for s in systems[k % len(systems) :] + systems[: k % len(systems)]:
                             if s.key in failed:
@@ -720,13 +734,18 @@ def main() -> None:
                     {
                         **config,
                         "instances": args.instances,
+                        "max_instances": most,
+                        "type_seconds": args.type_seconds,
+                        "instances_run": {
+                            qt: len(times[systems[0].key].get(qt, [])) for qt in query_types
+                        },
                         "queries": results,
                         "answers": answers,
                         "failed": failed,
                         "load_averages": loads,
                     },
                     {f"TSBS devops queries over each server's API, {label}": table},
-                    notes=QUERY_NOTES.format(n=args.instances)
+                    notes=QUERY_NOTES.format(n=args.instances, most=most, s=args.type_seconds)
                     + f" Load average (1 min) while querying: {min(loads):.1f}-{max(loads):.1f}."
                     + "".join(f" FAILED: {classes[k].name} at {why}." for k, why in failed.items()),
                 )
@@ -750,7 +769,8 @@ INGEST_NOTES = (
 )
 QUERY_NOTES = (
     "TSBS devops query instances (benchmarks/tsdb/run.py's parameters, seed 123): {n} per type "
-    "after one warm-up, the same for every system, systems in a rotating order. Latency is the "
+    "(up to {most} while the type has taken under {s:g} s: the small types) after one "
+    "warm-up, the same for every system, systems in a rotating order. Latency is the "
     "client's: request, execution and reading the whole answer (HTTP: one keep-alive "
     "http.client connection per server, renewed after 4 s idle). septet: TDengine SQL on "
     "/rest/sql; InfluxDB: InfluxQL on /query; VictoriaMetrics: TSBS's PromQL on "
