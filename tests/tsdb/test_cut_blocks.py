@@ -258,3 +258,49 @@ def _check_cache(c) -> None:
             assert cache._sizes[key] == size, key
             checked += 1
     assert checked
+
+
+def _resident_bytes(path) -> int:
+    """Resident bytes of this process's maps of the file ``path`` (from /proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5 and ":" in head[3]:  # a map's first line
+                inside = len(head) >= 6 and head[5] == str(path)
+            elif inside and head[0] == "Rss:":
+                total += int(head[1]) * 1024
+    return total
+
+
+@pytest.mark.skipif(not hasattr(__import__("mmap"), "MAP_POPULATE"), reason="Linux only")
+def test_segment_maps_have_their_pages_mapped_within_the_cache_budget(stored, tmp_path):
+    seg = next(stored.glob("s/*/*.seg"))
+    size = seg.stat().st_size
+    got = {}
+    for budget in (size, size - 1):  # the file fits the block cache's budget, or not
+        c = tsdb.connect(stored, block_cache_bytes=budget)
+        e = c.engine
+        assert _resident_bytes(seg) >= (size // 4096 * 4096 if budget >= size else 0)
+        assert e._populated == (size if budget >= size else 0)
+        c.execute("USE s")
+        got[budget] = c.execute("SELECT count(*), sum(b), max(f) FROM m").fetchall()
+        c.close()
+        assert e._populated == 0
+    assert got[size] == got[size - 1]
+
+
+def test_compaction_gives_back_what_the_replaced_maps_counted(tmp_path):
+    c = tsdb.connect(tmp_path / "db", max_segments=2)
+    c.execute("CREATE DATABASE s KEEP 36500")
+    c.execute("USE s")
+    c.execute("CREATE TABLE t (ts TIMESTAMP, v DOUBLE)")
+    for k in range(5):  # flushes past max_segments: compactions replace segments
+        c.execute(f"INSERT INTO t VALUES ({T0 + k * 1000}, {k}.5)")
+        c.flush()
+    e = c.engine
+    files = {n: (tmp_path / "db" / n).stat().st_size for n in e.readers}
+    assert 0 < len(files) <= 2  # compacted
+    assert e._populated == sum(files.values()) and set(e._populated_sizes) == set(files)
+    assert c.execute("SELECT count(*), sum(v) FROM t").fetchall() == [(5, 12.5)]
+    c.close()
