@@ -31,21 +31,24 @@ ROWS = 400  # rows per block (MAXROWS): a cut piece of at most 100 rows keeps on
     st.booleans(),
     st.data(),
 )
-def test_a_prefix_decoded_into_scratch_is_the_prefix_of_the_whole_block(x, nulls, data):
+def test_rows_decoded_into_scratch_are_those_rows_of_the_whole_block(x, nulls, data):
     valid = None
     if nulls and x.size:
         valid = np.array(data.draw(st.lists(st.booleans(), min_size=x.size, max_size=x.size)))
     enc = codecs.encode_values(x, valid, compressor=data.draw(COMPRESSORS))
     whole, whole_valid = codecs.decode_values(enc.data, x.dtype)
     stop = data.draw(st.integers(0, x.size + 3))
+    start = data.draw(st.integers(0, stop + 2))
     out = np.full(8 * x.size + 64, 0xAB, np.uint8)  # garbage left by an earlier decode
-    got, got_valid = codecs.decode_values(enc.data, x.dtype, stop, out)
-    assert got.dtype == x.dtype
-    np.testing.assert_array_equal(got.view(np.uint8), whole[:stop].view(np.uint8))
-    if whole_valid is None:
-        assert got_valid is None
-    else:
-        np.testing.assert_array_equal(got_valid, whole_valid[:stop])
+    for into in (out, None):
+        got, got_valid = codecs.decode_values(enc.data, x.dtype, stop, into, start)
+        assert got.dtype == x.dtype
+        want = whole[start:stop]
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+        if whole_valid is None:
+            assert got_valid is None
+        else:
+            np.testing.assert_array_equal(got_valid, whole_valid[start:stop])
 
 
 @settings(max_examples=150, deadline=None)
@@ -203,9 +206,9 @@ def test_a_short_range_keeps_only_its_rows_and_decodes_no_further(stored, monkey
     stops = []
     as_numpy = segment.SegmentReader.read_values
 
-    def spy(self, block, col_id, dtype, stop=None, out=None):
-        stops.append((block.rows, stop))
-        return as_numpy(self, block, col_id, dtype, stop, out)
+    def spy(self, block, col_id, dtype, stop=None, out=None, start=0):
+        stops.append((block.rows, start, stop))
+        return as_numpy(self, block, col_id, dtype, stop, out, start)
 
     monkeypatch.setattr(segment.SegmentReader, "read_values", spy)
     c = _connection(stored)
@@ -213,7 +216,7 @@ def test_a_short_range_keeps_only_its_rows_and_decodes_no_further(stored, monkey
     sql = f"SELECT count(*), sum(v), max(b) FROM d0 WHERE ts >= {lo} AND ts < {lo + 100_000}"
     got = c.execute(sql).fetchall()
     assert got[0][0] == 10
-    assert stops == [(ROWS, 30), (ROWS, 30)]  # v and b, each up to its 30th row only
+    assert stops == [(ROWS, 20, 30), (ROWS, 20, 30)]  # v and b: rows 20 to 30 only
     entries = [e for key, e in c.engine.cache._tables.items() if key[1] != "arena"]
     parts = {k: v for e in entries for k, v in e.items()}
     assert all(k[2] == "part" for k in parts)  # no whole block kept

@@ -308,8 +308,8 @@ class BlockPiece(Piece):
         if (hi - lo) * PART_SHARE > self.block.rows:
             return _cut(*self._own(col), self.lo, self.hi)
         dtype = self.dtype_of(col)
-        x, valid = self.reader.read_values(self.block, col, dtype, hi, scratch(hi * 8))
-        kept = (lo, x[lo:hi].copy(), None if valid is None else valid[lo:hi].copy())
+        x, valid = self.reader.read_values(self.block, col, dtype, hi, scratch(hi * 8), lo)
+        kept = (lo, x.copy(), None if valid is None else valid.copy())
         self._keep_part(col, kept)
         return _cut(kept[1], kept[2], self.lo - lo, self.hi - lo)
 

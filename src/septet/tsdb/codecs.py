@@ -133,24 +133,34 @@ def xor_split_encode(values: np.ndarray) -> bytes:
 
 
 def xor_split_decode(
-    buf: bytes | memoryview, dtype: np.dtype, n: int, stop: int | None = None, out=None
+    buf: bytes | memoryview,
+    dtype: np.dtype,
+    n: int,
+    stop: int | None = None,
+    out=None,
+    start: int = 0,
 ) -> np.ndarray:
-    """Inverse of :func:`xor_split_encode`: the first ``stop`` values (all ``n`` if None),
-    written into ``out`` (bytes to reuse, see :func:`decode_values`) when given."""
+    """Inverse of :func:`xor_split_encode`: values ``start`` to ``stop`` (all ``n`` by
+    default), written into ``out`` (bytes to reuse, see :func:`decode_values`) when given."""
     width = np.dtype(dtype).itemsize
-    utype = np.uint64 if width == 8 else np.uint32
-    m = n if stop is None else stop
+    utype = np.dtype(np.uint64 if width == 8 else np.uint32)
+    m = (n if stop is None else stop) - start
     planes = np.frombuffer(buf, dtype=np.uint8, count=n * width).reshape(width, n)
-    # One strided copy per byte plane: numpy copies a transposed (n, width) byte array
-    # element by element, ~1.5x slower.
-    x = _pooled(m, np.dtype(utype)) if out is None else _into(out, m, np.dtype(utype))
+    x = _pooled(m, utype) if out is None else _into(out, m, utype)
     as_bytes = x.view(np.uint8).reshape(m, width)
-    if m <= 1024:  # a short prefix: one call (the per-call cost dominates)
-        as_bytes.T[...] = planes[:, :m]
+    src = planes[:, start : start + m]
+    if m <= 1024:  # a short run: one call (the per-call cost dominates)
+        as_bytes.T[...] = src
     else:
+        # One strided copy per byte plane: numpy copies a transposed (n, width) byte array
+        # element by element, ~1.5x slower.
         for k in range(width):
-            as_bytes[:, k] = planes[k, :m]
+            as_bytes[:, k] = src[k]
     np.bitwise_xor.accumulate(x, out=x)
+    if start:
+        # Value ``start - 1`` is the XOR of every word before ``start``: byte plane by byte
+        # plane, a reduction of contiguous bytes (no interleaving of the rows skipped).
+        x ^= np.bitwise_xor.reduce(planes[:, :start], axis=1).view(utype)[0]
     return x.view(dtype)
 
 
@@ -276,14 +286,19 @@ def _stats(values: np.ndarray, valid: np.ndarray | None, kind: str) -> tuple:
 
 
 def decode_values(
-    data: bytes | memoryview, dtype: np.dtype, stop: int | None = None, out=None
+    data: bytes | memoryview,
+    dtype: np.dtype,
+    stop: int | None = None,
+    out=None,
+    start: int = 0,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Inverse of :func:`encode_values`: (values, validity or None when the block has no nulls).
 
-    ``stop``: only the first ``stop`` values (a query that needs the start of a block decodes
-    no further). ``out``: a uint8 array to decode into instead of fresh memory (a new page
-    costs as much as decoding it): the values returned may then be a view of it, valid
-    until ``out`` is written again."""
+    ``start``, ``stop``: only values ``start`` to ``stop`` (a query that needs part of a
+    block decodes no further than its last row, and float blocks skip the interleaving of
+    the rows before its first). ``out``: a uint8 array to decode into instead of fresh
+    memory (a new page costs as much as decoding it): the values returned may then be a
+    view of it, valid until ``out`` is written again."""
     if len(data) < _HEADER.size:
         raise CorruptionError("column block shorter than its header")
     comp_id, kind_id, width, has_nulls, n, length = _HEADER.unpack_from(data)
@@ -293,7 +308,9 @@ def decode_values(
         memoryview(data)[_HEADER.size : _HEADER.size + length], _COMPRESSOR_NAME[comp_id]
     )
     kind = _KIND_NAME[kind_id]
-    m = n if stop is None else min(max(stop, 0), n)
+    end = n if stop is None else min(max(stop, 0), n)
+    first = min(max(start, 0), end)
+    m = end  # values 0 to m are decoded (from ``skip`` on)
     if has_nulls or kind == "bool" or (out is not None and out.size < 8 * m):
         out = None  # the general path (then cut): rare in time series
         m = n
@@ -306,13 +323,14 @@ def decode_values(
     body = memoryview(raw)[offset:]
     dtype = np.dtype(dtype)
     i64 = np.dtype(np.int64)
+    skip = 0
     if kind == "ts":
         u = _widen(body, width, m)
         if m > 2 and not _packed(body, width, n)[2:].any():  # a regular series: one step
-            first, step = zigzag_decode(u[:2]).tolist()
+            first_ts, step = zigzag_decode(u[:2]).tolist()
             values = np.arange(m, dtype=np.int64) if out is None else _iota(out, m)
             values *= step  # wraps, as the running sums would
-            values += first
+            values += first_ts
             values = values.astype(dtype, copy=False)
         else:
             values = delta_of_delta_decode(
@@ -323,14 +341,16 @@ def decode_values(
         values = delta_decode(zz, None if out is None else _into(out, m, i64))
         values = values.view(np.uint64) if dtype == np.uint64 else values.astype(dtype, copy=False)
     elif kind == "float":
-        values = xor_split_decode(body, np.dtype(f"f{width}"), n, m, out).astype(dtype, copy=False)
+        skip = first if valid is None else 0
+        values = xor_split_decode(body, np.dtype(f"f{width}"), n, m, out, skip)
+        values = values.astype(dtype, copy=False)
     else:
         values = np.unpackbits(np.frombuffer(body, np.uint8), count=n).astype(bool)
     if valid is not None and kind != "float":
         values = np.where(valid, values, values.dtype.type(0))
-    if stop is not None and m > stop:
-        values = values[:stop]
-        valid = None if valid is None else valid[:stop]
+    if (first, end) != (skip, m):  # values hold rows skip to m: cut to first to end
+        values = values[first - skip : end - skip]
+        valid = None if valid is None else valid[first:end]
     return values, valid
 
 

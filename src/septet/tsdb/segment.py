@@ -301,17 +301,24 @@ class SegmentReader:
         return decode_array(self.view[off : off + n], type_, compressor)
 
     def read_values(
-        self, block: BlockMeta, col_id: int, dtype: np.dtype, stop: int | None = None, out=None
+        self,
+        block: BlockMeta,
+        col_id: int,
+        dtype: np.dtype,
+        stop: int | None = None,
+        out=None,
+        start: int = 0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """One fixed-width column of one block as numpy (values, validity or None), without
         building an Arrow array; all NULL when the block predates the column. ``stop``,
-        ``out``: see codecs.decode_values."""
+        ``out``, ``start``: see codecs.decode_values."""
         meta = block.cols.get(col_id)
         if meta is None:
-            rows = block.rows if stop is None else min(stop, block.rows)
+            end = block.rows if stop is None else min(max(stop, 0), block.rows)
+            rows = end - min(max(start, 0), end)
             return np.zeros(rows, dtype), np.zeros(rows, dtype=bool)
         off, n = meta[0], meta[1]
-        return codecs.decode_values(self.view[off : off + n], dtype, stop, out)
+        return codecs.decode_values(self.view[off : off + n], dtype, stop, out, start)
 
     def close(self) -> None:
         self.view.release()
