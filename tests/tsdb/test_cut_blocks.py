@@ -77,6 +77,29 @@ def test_regular_timestamps_are_recognised_exactly(first, step, n, compressor):
         assert got is None
 
 
+def test_segments_name_the_step_of_regular_timestamps_in_their_index(monkeypatch):
+    w = segment.SegmentWriter(block_rows=100)
+    regular = T0 + 10_000 * np.arange(250, dtype=np.int64)
+    irregular = regular.copy()
+    irregular[120] += 1
+    for uid, ts in ((1, regular), (2, irregular)):
+        w.add_table(uid, pa.table({"ts": ts, "c1": np.arange(ts.size, dtype=np.float64)}))
+    r = segment.SegmentReader("s", w.finish())
+    assert [b.step for b in r.blocks(1)] == [10_000] * 3
+    assert [b.step for b in r.blocks(2)] == [10_000, None, 10_000]
+    monkeypatch.setattr(codecs, "regular_timestamps", None)  # not decoded when named
+    for b in r.blocks(1):
+        first, step, n = r.regular_ts(b)
+        np.testing.assert_array_equal(first + step * np.arange(n), r.read_ts(b))
+
+
+def test_a_step_that_disagrees_with_a_blocks_times_is_corruption():
+    meta = {"rows": 10, "t0": T0, "t1": T0 + 90, "step": 10}
+    assert segment._step(meta) == 10 and segment._step({**meta, "step": None}) is None
+    with pytest.raises(segment.CorruptionError, match="step"):
+        segment._step({**meta, "step": 11})
+
+
 def test_irregular_or_nullable_timestamps_are_not_regular():
     ts = T0 + 10_000 * np.arange(100, dtype=np.int64)
     ts[57] += 1
@@ -151,12 +174,17 @@ def _queries(rng: np.random.Generator) -> list[str]:
     return out
 
 
-def _answers(path, share, monkeypatch, threads=1, parallel_from=None):
+def _answers(path, share, monkeypatch, threads=1, parallel_from=None, steps=True):
     monkeypatch.setattr(blocks, "PART_SHARE", share)
     if parallel_from is not None:
         monkeypatch.setattr(blocks, "MIN_PARALLEL_OWN_DECODES", parallel_from)
         monkeypatch.setattr(windowagg, "MIN_PARALLEL_OWN_DECODES", parallel_from)
     c = _connection(path, threads)
+    if not steps:  # as segments written before the index named steps: found by decoding
+        for reader in c.engine.readers.values():
+            for metas in reader.tables.values():
+                for b in metas:
+                    b.step = None
     got, c.kinds_kept = [], set()
     for sql in _queries(np.random.default_rng(9)):
         got.append(c.execute(sql).fetchall())
@@ -173,11 +201,12 @@ def _same(a, b) -> bool:
     ]
 
 
-def test_cut_pieces_answer_exactly_as_whole_blocks_do(stored, monkeypatch):
+@pytest.mark.parametrize("steps", [True, False])
+def test_cut_pieces_answer_exactly_as_whole_blocks_do(stored, monkeypatch, steps):
     whole, c1 = _answers(stored, 10**9, monkeypatch)  # never keeps a part: the old path
     kinds_whole = c1.kinds_kept
     c1.close()
-    cut, c2 = _answers(stored, PART, monkeypatch)
+    cut, c2 = _answers(stored, PART, monkeypatch, steps=steps)
     kinds_cut = c2.kinds_kept
     _check_cache(c2)
     c2.close()

@@ -218,6 +218,7 @@ class Encoded:
     min: float | int | None
     max: float | int | None
     sum: float | int | None
+    step: int | None = None  # timestamps that are first + step * i, step > 0 (3 or more)
 
 
 def _kind_of(dtype: np.dtype) -> str:
@@ -251,8 +252,12 @@ def encode_values(
     elif has_nulls:
         v = np.where(valid, values, values.dtype.type(0))
     width = 0
+    step = None
     if kind == "ts":
-        width, body = _narrowest(zigzag_encode(delta_of_delta_encode(v)))
+        dod = delta_of_delta_encode(v)
+        width, body = _narrowest(zigzag_encode(dod))
+        if n >= 3 and not has_nulls and dod[1] > 0 and not dod[2:].any():
+            step = int(dod[1])
     elif kind == "int":
         if v.dtype == np.uint64:
             v = v.view(np.int64)
@@ -270,7 +275,7 @@ def encode_values(
         _COMPRESSOR_ID[compressor], _KIND_ID[kind], width, int(has_nulls), n, len(payload)
     )
     count, lo, hi, total = _stats(values, valid if has_nulls else None, kind)
-    return Encoded(header + payload, count, lo, hi, total)
+    return Encoded(header + payload, count, lo, hi, total, step)
 
 
 def _stats(values: np.ndarray, valid: np.ndarray | None, kind: str) -> tuple:
@@ -365,14 +370,33 @@ def regular_timestamps(data: bytes | memoryview) -> tuple[int, int, int] | None:
     raw = decompress(
         memoryview(data)[_HEADER.size : _HEADER.size + length], _COMPRESSOR_NAME[comp_id]
     )
-    u = _packed(raw, width, n)
-    if u[2:].any():
+    if len(raw) < n * width or width not in (1, 2, 4, 8):
+        raise CorruptionError("timestamp block shorter than its header says")
+    if raw[2 * width : n * width] != _zeros((n - 2) * width):  # (two copies and a memcmp)
         return None
-    first, step = zigzag_decode(u[:2].astype(np.uint64)).tolist()
+    first, step = (
+        _unzigzag(int.from_bytes(raw[k * width : (k + 1) * width], "little")) for k in (0, 1)
+    )
     # A series that wraps past int64 is not one a table can hold (timestamps rise).
     if step <= 0 or first + step * (n - 1) >= 1 << 63:
         return None
     return first, step, n
+
+
+def _unzigzag(u: int) -> int:
+    """:func:`zigzag_decode` of one number."""
+    return (u >> 1) ^ -(u & 1)
+
+
+_ZEROS = b""
+
+
+def _zeros(n: int) -> bytes:
+    """``n`` zero bytes (from one buffer kept and grown as needed)."""
+    global _ZEROS
+    if len(_ZEROS) < n:
+        _ZEROS = bytes(n)
+    return _ZEROS if len(_ZEROS) == n else _ZEROS[:n]
 
 
 def _iota(out: np.ndarray, n: int) -> np.ndarray:

@@ -143,6 +143,20 @@ class BlockMeta:
     cols: dict[int, list[Any]]  # id -> [offset, length, count, min, max, sum]
     row0: int = 0  # position of the first row among all rows of the segment (file order)
     seq: int = 0  # the block's number in the segment (file order)
+    step: int | None = None  # the timestamps are t0 + step * i (segments written since s5)
+
+
+def _step(meta: dict[str, Any]) -> int | None:
+    """The step of a block's regular timestamps from its index entry, if it names one that
+    its first and last times and row count agree with."""
+    step = meta.get("step")
+    if step is None:
+        return None
+    if not (
+        step > 0 and meta["rows"] >= 3 and meta["t0"] + step * (meta["rows"] - 1) == meta["t1"]
+    ):
+        raise CorruptionError("a block's timestamp step disagrees with its first and last times")
+    return step
 
 
 class SegmentWriter:
@@ -179,6 +193,8 @@ class SegmentWriter:
                 "ts": self._put(enc.data),
                 "cols": {},
             }
+            if enc.step is not None:  # found without decoding (blocks.BlockPiece._cut_ts)
+                meta["step"] = enc.step
             for name in part.column_names:
                 if name == TS:
                     continue
@@ -216,6 +232,7 @@ class SegmentReader:
                     b["t1"],
                     tuple(b["ts"]),
                     {int(k): v for k, v in b["cols"].items()},
+                    step=_step(b),
                 )
                 for b in blocks
             ]
@@ -286,7 +303,9 @@ class SegmentReader:
 
     def regular_ts(self, block: BlockMeta) -> tuple[int, int, int] | None:
         """(first, step, count) when a block's timestamps are one regular series, else None
-        (see codecs.regular_timestamps)."""
+        (see codecs.regular_timestamps): from the index when it says, else from the block."""
+        if block.step is not None:
+            return block.t0, block.step, block.rows
         off, n = block.ts
         return codecs.regular_timestamps(self.view[off : off + n])
 
