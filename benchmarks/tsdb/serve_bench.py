@@ -105,7 +105,7 @@ def wait(url: str, auth=None, seconds: float = 60) -> None:
 
 class Http:
     """A keep-alive HTTP/1.1 client for the query phase: a socket and httptools' response
-    parser (C), the same for the three HTTP servers.
+    parser (C), the same for the three HTTP servers; JSON answers decoded by orjson.
 
     The client's own cost counts in every HTTP server's latency but not in PostgreSQL's,
     whose client is libpq and psycopg's C extension. Measured on this machine against septet
@@ -167,12 +167,15 @@ class Http:
         return parser.get_status_code(), b"".join(got.chunks), parser.should_keep_alive()
 
     def json_of(self, method: str, path: str, **kw) -> dict:
-        import json
+        """The JSON answer, decoded by orjson (C), as psycopg decodes PostgreSQL's rows in C:
+        the standard library's decoder took ~1.8 s of a 59 MB answer (high-cpu-all at 1,000
+        hosts), more than the servers took to make it."""
+        import orjson
 
         status, data = self.request(method, path, **kw)
         if status != 200:
             raise RuntimeError(f"HTTP {status}: {data[:300]!r}")
-        return json.loads(data)
+        return orjson.loads(data)
 
     def close(self) -> None:
         if self.sock is not None:
@@ -805,8 +808,9 @@ QUERY_NOTES = (
     "TSBS devops query instances (benchmarks/tsdb/run.py's parameters, seed 123): {n} per type "
     "(up to {most} while the type has taken under {s:g} s: the small types) after one "
     "warm-up, the same for every system, systems in a rotating order. Latency is the "
-    "client's: request, execution and reading the whole answer (HTTP: one keep-alive "
-    "http.client connection per server, renewed after 4 s idle). septet: TDengine SQL on "
+    "client's: request, execution, reading and decoding the whole answer (HTTP: one "
+    "keep-alive connection per server, renewed after 4 s idle, answers parsed by httptools "
+    "and their JSON decoded by orjson, in C as psycopg's are). septet: TDengine SQL on "
     "/rest/sql; InfluxDB: InfluxQL on /query; VictoriaMetrics: TSBS's PromQL on "
     "/api/v1/query_range (TSBS has none for high-cpu, lastpoint and groupby-orderby-limit: "
     "blank); PostgreSQL: SQL over psycopg on a plain table with (hostname, time) and (time) "
