@@ -229,3 +229,24 @@ def test_the_app_serves_the_same_over_asgi_on_uvicorn(tmp_path):
             httpx.post(f"{s.url}/rest/sql", content="SELECT 1", auth=("root", "no")).status_code
             == 401
         )
+
+
+def test_large_answers_back_to_back_on_one_connection(server):
+    """Answers larger than the socket buffer (written without a copy, paced by the
+    transport's flow control) arrive whole and in order, pipelined or not."""
+    import json
+
+    values = " ".join(f"({1700000000000 + i}, {i})" for i in range(6000))
+    r = httpx.post(
+        f"{server.url}/rest/sql/h",
+        content=f"CREATE TABLE big (ts TIMESTAMP, v INT); INSERT INTO big VALUES {values}",
+        auth=ROOT,
+    )
+    assert r.json()["code"] == 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(post("/rest/sql/h", b"SELECT * FROM big") * 3)
+        answers = read_answers(sock, 3)
+    for status, _, body in answers:
+        data = json.loads(body)
+        assert status == 200 and len(body) > 65536
+        assert data["rows"] == 6000 and data["data"][-1][1] == 5999
