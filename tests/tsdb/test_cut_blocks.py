@@ -20,7 +20,7 @@ from .conftest import T0
 COMPRESSORS = st.sampled_from(["zstd", "lz4", "none"])
 INT64 = st.integers(-(2**63), 2**63 - 1)
 PART = blocks.PART_SHARE  # as shipped (tests patch it)
-ROWS = 400  # rows per block (MAXROWS): a cut piece of at most 100 rows keeps only those
+ROWS = 1200  # rows per block (MAXROWS): a cut piece of at most 300 rows keeps only those
 
 
 @settings(max_examples=150, deadline=None)
@@ -109,7 +109,7 @@ def test_irregular_or_nullable_timestamps_are_not_regular():
 
 
 def _table(k: int, regular: bool, rng: np.random.Generator) -> pa.Table:
-    n = 1500
+    n = 4000
     if regular:
         ts = T0 + k * 17 + 10_000 * np.arange(n, dtype=np.int64)
     else:
@@ -139,7 +139,7 @@ def _connection(path, threads: int = 1) -> tsdb.Connection:
 
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory):
-    """Six sub-tables (three with regular 10 s timestamps) in 400-row blocks on disk."""
+    """Six sub-tables (three with regular 10 s timestamps) in 1200-row blocks on disk."""
     path = tmp_path_factory.mktemp("cut") / "db"
     rng = np.random.default_rng(5)
     c = tsdb.connect(path)
@@ -158,10 +158,10 @@ def _queries(rng: np.random.Generator) -> list[str]:
     """Ranges of a few rows to some hundreds, repeated, nested, overlapping and growing, so
     that what a cut piece kept is reused, extended, and outgrown by the whole block."""
     out = []
-    span = 1500 * 10_000
+    span = 4000 * 10_000
     starts = rng.integers(0, span, size=12)
     for s in starts:
-        for width in (30_000, 300_000, 900_000, 200_000, 30_000, 2_500_000, 300_000):
+        for width in (30_000, 300_000, 900_000, 200_000, 30_000, 2_500_000, 6_000_000, 300_000):
             lo, hi = T0 + int(s), T0 + int(s) + width
             r = f"ts >= {lo} AND ts <= {hi}"
             out.append(

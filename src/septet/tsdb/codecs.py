@@ -172,9 +172,7 @@ def _into(out: np.ndarray, n: int, dtype: np.dtype) -> np.ndarray:
 def compress(raw: bytes, compressor: str, level: int = 3) -> bytes:
     """zstd, lz4 (frame) or nothing."""
     if compressor == "zstd":
-        import zstandard
-
-        return zstandard.ZstdCompressor(level=level).compress(raw)
+        return _zstd_compressor(level).compress(raw)
     if compressor == "lz4":
         import lz4.frame
 
@@ -185,6 +183,19 @@ def compress(raw: bytes, compressor: str, level: int = 3) -> bytes:
 
 
 _local = threading.local()
+
+
+def _zstd_compressor(level: int):
+    """This thread's zstd compressor of a level (as for the decompressor, below)."""
+    made = getattr(_local, "zstd_c", None)
+    if made is None:
+        made = _local.zstd_c = {}
+    c = made.get(level)
+    if c is None:
+        import zstandard
+
+        c = made[level] = zstandard.ZstdCompressor(level=level)
+    return c
 
 
 def _zstd_decompressor():
