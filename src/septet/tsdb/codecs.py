@@ -405,9 +405,10 @@ _ZEROS = b""
 def _zeros(n: int) -> bytes:
     """``n`` zero bytes (from one buffer kept and grown as needed)."""
     global _ZEROS
-    if len(_ZEROS) < n:
-        _ZEROS = bytes(n)
-    return _ZEROS if len(_ZEROS) == n else _ZEROS[:n]
+    zeros = _ZEROS  # (one read: another thread may grow it meanwhile)
+    if len(zeros) < n:
+        zeros = _ZEROS = bytes(n)
+    return zeros if len(zeros) == n else zeros[:n]
 
 
 def _iota(out: np.ndarray, n: int) -> np.ndarray:
