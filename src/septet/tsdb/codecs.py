@@ -41,8 +41,9 @@ def _block_array(n: int, dtype: np.dtype) -> np.ndarray:
     """``np.empty(n, dtype)`` for a decoded block. A block (32 KB at 4,096 rows) comes from
     the C heap, which reuses what freed blocks leave and faults fresh 4 KiB pages in
     otherwise. Arrow's pool (mimalloc) was used before: its memory is backed by transparent
-    huge pages here, and some first touches stalled a query for tens of ms (a 66 ms maximum
-    against numpy's 11 in 4 rounds of cpu-max-all-8 at 1,000 hosts; medians 6.5 and 6.3 ms).
+    huge pages here, and first touches of it cost more and vary more (in-process, the
+    served benchmark's query order, the garbage collector frozen, 4 rounds at 1,000 hosts:
+    cpu-max-all-8 median 6.88 -> 6.31 ms, p90 12.8 -> 7.7, maximum 18.2 -> 10.3).
     """
     return np.empty(n, dtype)
 
