@@ -51,6 +51,36 @@ def test_rows_decoded_into_scratch_are_those_rows_of_the_whole_block(x, nulls, d
             np.testing.assert_array_equal(got_valid, whole_valid[start:stop])
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([np.float64, np.float32]), st.integers(1, 6), st.data())
+def test_float_blocks_decoded_together_equal_each_decoded_alone(dtype, blocks_n, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32)))
+    m = data.draw(st.integers(0, 50))
+    group, want = [], []
+    for _ in range(blocks_n):
+        n = data.draw(st.integers(m, m + 300))
+        x = rng.normal(50, 20, size=n).astype(dtype)
+        x[rng.random(n) < 0.05] = np.nan
+        lo = data.draw(st.integers(0, n - m))
+        enc = codecs.encode_values(x)
+        header, compressed = codecs.frame(enc.data)
+        raw = codecs.decompress(compressed, codecs.compressor_name(header[0]))
+        group.append((_Keeper(), 3, lo, lo + m, raw, n))
+        want.append(x[lo : lo + m])
+    blocks._decode_floats_together(group, np.dtype(dtype), m)
+    for (keeper, _, lo, *_), w in zip(group, want, strict=True):
+        (col, (first, got, valid)) = keeper.kept
+        assert col == 3 and first == lo and valid is None and got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got.view(np.uint8), w.view(np.uint8))
+
+
+class _Keeper:
+    """Stands in for a BlockPiece: records what it is asked to keep."""
+
+    def _keep_part(self, col, part):
+        self.kept = (col, part)
+
+
 @settings(max_examples=150, deadline=None)
 @given(hnp.arrays(np.int64, st.integers(0, 300), elements=INT64), st.data())
 def test_timestamp_prefixes_match_even_unsorted_and_with_huge_jumps(ts, data):
@@ -201,12 +231,19 @@ def _same(a, b) -> bool:
     ]
 
 
-@pytest.mark.parametrize("steps", [True, False])
-def test_cut_pieces_answer_exactly_as_whole_blocks_do(stored, monkeypatch, steps):
+@pytest.mark.parametrize(("steps", "together"), [(True, True), (False, True), (True, False)])
+def test_cut_pieces_answer_exactly_as_whole_blocks_do(stored, monkeypatch, steps, together):
     whole, c1 = _answers(stored, 10**9, monkeypatch)  # never keeps a part: the old path
     kinds_whole = c1.kinds_kept
     c1.close()
+    groups = []
+    batch = blocks._decode_floats_together
+    monkeypatch.setattr(
+        blocks, "_decode_floats_together", lambda g, *a: groups.append(len(g)) or batch(g, *a)
+    )
+    monkeypatch.setattr(blocks, "BATCH_MIN_DECODES", 8 if together else 10**9)
     cut, c2 = _answers(stored, PART, monkeypatch, steps=steps)
+    assert (max(groups, default=0) > 1) == together  # blocks decoded together, or one by one
     kinds_cut = c2.kinds_kept
     _check_cache(c2)
     c2.close()

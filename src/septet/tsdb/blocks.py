@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from septet.tsdb import codecs
 from septet.tsdb.segment import (
     TS,
     Arena,
@@ -293,25 +294,49 @@ class BlockPiece(Piece):
         """:meth:`values` of a cut piece (``ts()`` called) whose block the cache does not hold
         whole: from the rows kept for an earlier query when they cover this one's, else
         decoded no further than its last row into scratch memory, kept as in :meth:`_cut_ts`."""
+        held = self._part_held(col)
+        if held is not None:
+            return held
+        rows = self._part_rows(col)
+        if rows is None:
+            return _cut(*self._own(col), self.lo, self.hi)
+        lo, hi = rows
+        dtype = self.dtype_of(col)
+        x, valid = self.reader.read_values(self.block, col, dtype, hi, scratch(hi * 8), lo)
+        kept = self._keep_decoded(col, lo, x, valid)
+        return _cut(kept[1], kept[2], self.lo - lo, self.hi - lo)
+
+    def _part_held(self, col: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """A cut piece's values from the block's own arrays or the rows kept of it, if
+        those cover the piece."""
         entry = self._entry()
         own = entry.get((self.index, col, "np"))
         if own is not None:
             return _cut(*own, self.lo, self.hi)
-        key = (self.index, col, "part")
-        part = entry.get(key)  # (first row, values, validity or None)
-        lo, hi = self.lo, self.hi
+        part = entry.get((self.index, col, "part"))  # (first row, values, validity or None)
         if part is not None:
             first, x, valid = part
-            if first <= lo and hi <= first + x.size:
-                return _cut(x, valid, lo - first, hi - first)
-            lo, hi = min(lo, first), max(hi, first + x.size)
+            if first <= self.lo and self.hi <= first + x.size:
+                return _cut(x, valid, self.lo - first, self.hi - first)
+        return None
+
+    def _part_rows(self, col: int) -> tuple[int, int] | None:
+        """The block's rows to decode and keep for a cut piece that :meth:`_part_held` does
+        not cover (with those kept before), or None: the whole block."""
+        lo, hi = self.lo, self.hi
+        part = self._entry().get((self.index, col, "part"))
+        if part is not None:
+            lo, hi = min(lo, part[0]), max(hi, part[0] + part[1].size)
         if (hi - lo) * PART_SHARE > self.block.rows:
-            return _cut(*self._own(col), self.lo, self.hi)
-        dtype = self.dtype_of(col)
-        x, valid = self.reader.read_values(self.block, col, dtype, hi, scratch(hi * 8), lo)
+            return None
+        return lo, hi
+
+    def _keep_decoded(self, col: int, lo: int, x: np.ndarray, valid: np.ndarray | None) -> tuple:
+        """Keep rows decoded from ``lo`` on (copied: they may lie in scratch memory); the
+        rows kept."""
         kept = (lo, x.copy(), None if valid is None else valid.copy())
         self._keep_part(col, kept)
-        return _cut(kept[1], kept[2], self.lo - lo, self.hi - lo)
+        return kept
 
     def _keep_part(self, col: int | str, part: tuple) -> None:
         """Keep some rows of a column of this block (replacing those kept before), unless
@@ -576,6 +601,72 @@ def decode(todo: list[tuple[BlockPiece, int | str, Arena | None]]) -> None:
             p._own(col)
         else:
             p._whole_column(col)  # type: ignore[arg-type]
+
+
+# Cut pieces' blocks not decoded yet are decoded together (decode_cut) from this many on.
+BATCH_MIN_DECODES = 8
+
+
+def decode_cut(pieces: list[Piece], col_ids: list[int]) -> None:
+    """Decode the rows that cut pieces need of fixed-width columns whose blocks the cache
+    holds neither whole nor in part (what BlockPiece._cut_values would do a block at a time).
+    Float blocks without NULLs that need as many rows (the pieces of a query over many
+    tables, whose blocks cover the same times) are un-split and un-XORed together: a numpy
+    call per step for all of them instead of a dozen per block, the rows kept as slices of
+    one array."""
+    todo = []
+    for p in pieces:
+        if not isinstance(p, BlockPiece) or p.whole:
+            continue
+        for col in col_ids:
+            if p.types.get(col) not in _FIXED:
+                continue
+            p.ts()
+            if p._held(col) is not None or p._part_held(col) is not None:
+                continue
+            rows = p._part_rows(col)
+            got = None if rows is None else p.reader.frame(p.block, col)
+            if got is not None:
+                todo.append((p, col, rows, got))
+    if len(todo) < BATCH_MIN_DECODES:
+        return  # read one by one as the query reaches them
+    together: dict[tuple, list] = {}
+    for p, col, (lo, hi), (header, compressed) in todo:
+        comp, kind, width, nulls, n, _ = header
+        raw = codecs.decompress(compressed, codecs.compressor_name(comp))
+        dtype = p.dtype_of(col)
+        if (
+            kind == codecs.FLOAT_ID
+            and not nulls
+            and dtype.itemsize == width
+            and len(raw) >= n * width
+        ):
+            together.setdefault((dtype, hi - lo), []).append((p, col, lo, hi, raw, n))
+        else:
+            x, valid = codecs.decode_raw(header, raw, dtype, hi, scratch(hi * 8), lo)
+            p._keep_decoded(col, lo, x, valid)
+    for (dtype, m), group in together.items():
+        _decode_floats_together(group, dtype, m)
+
+
+def _decode_floats_together(group: list, dtype: np.dtype, m: int) -> None:
+    """Rows lo to hi (``m`` of them) of float blocks (codecs.xor_split_encode, decompressed:
+    ``raw``, ``n`` values each), kept for their pieces."""
+    width = dtype.itemsize
+    utype = np.dtype(np.uint64 if width == 8 else np.uint32)
+    x = np.empty((len(group), m), utype)
+    as_bytes = x.view(np.uint8).reshape(len(group), m, width)
+    seeds = np.zeros((len(group), width), np.uint8)
+    for k, (_, _, lo, hi, raw, n) in enumerate(group):
+        planes = np.frombuffer(raw, np.uint8, count=n * width).reshape(width, n)
+        as_bytes[k].T[...] = planes[:, lo:hi]
+        if lo:  # the XOR of every word before lo (see codecs.xor_split_decode)
+            seeds[k] = np.bitwise_xor.reduce(planes[:, :lo], axis=1)
+    np.bitwise_xor.accumulate(x, axis=1, out=x)
+    x ^= seeds.view(utype)
+    values = x.view(dtype)
+    for k, (p, col, lo, _, _, _) in enumerate(group):
+        p._keep_part(col, (lo, values[k], None))
 
 
 def search_sorted_runs(ts: np.ndarray, lo: np.ndarray, hi: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ _HEADER = struct.Struct("<BBBBII")
 
 _KIND_ID = {"ts": 1, "int": 2, "float": 3, "bool": 4, "str": 5}
 _KIND_NAME = {v: k for k, v in _KIND_ID.items()}
+FLOAT_ID = _KIND_ID["float"]
 
 
 def _block_array(n: int, dtype: np.dtype) -> np.ndarray:
@@ -316,14 +317,46 @@ def decode_values(
     the rows before its first). ``out``: a uint8 array to decode into instead of fresh
     memory (a new page costs as much as decoding it): the values returned may then be a
     view of it, valid until ``out`` is written again."""
+    header = block_header(data)
+    compressed = memoryview(data)[_HEADER.size : _HEADER.size + header[5]]
+    raw = decompress(compressed, _COMPRESSOR_NAME[header[0]])
+    return decode_raw(header, raw, dtype, stop, out, start)
+
+
+def block_header(data: bytes | memoryview) -> tuple[int, int, int, int, int, int]:
+    """A column block's header: (compressor id, kind id, width, has nulls, values, length of
+    the compressed payload that follows it)."""
     if len(data) < _HEADER.size:
         raise CorruptionError("column block shorter than its header")
-    comp_id, kind_id, width, has_nulls, n, length = _HEADER.unpack_from(data)
-    if comp_id not in _COMPRESSOR_NAME or kind_id not in _KIND_NAME:
+    header = _HEADER.unpack_from(data)
+    if header[0] not in _COMPRESSOR_NAME or header[1] not in _KIND_NAME:
         raise CorruptionError("column block header names an unknown codec")
-    raw = decompress(
-        memoryview(data)[_HEADER.size : _HEADER.size + length], _COMPRESSOR_NAME[comp_id]
-    )
+    return header
+
+
+def compressor_name(comp_id: int) -> str:
+    """The compressor a block header's first field names."""
+    return _COMPRESSOR_NAME[comp_id]
+
+
+def frame(data: bytes | memoryview) -> tuple[tuple, memoryview]:
+    """(header, compressed payload) of a column block (see :func:`decode_raw`)."""
+    header = block_header(data)
+    return header, memoryview(data)[_HEADER.size : _HEADER.size + header[5]]
+
+
+def decode_raw(
+    header: tuple,
+    raw: bytes | memoryview,
+    dtype: np.dtype,
+    stop: int | None = None,
+    out=None,
+    start: int = 0,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`decode_values` of a block whose payload is decompressed already (``raw``)."""
+    _, kind_id, width, has_nulls, n, _ = header
+    if len(raw) < n * width:
+        raise CorruptionError("column block decompressed shorter than its header says")
     kind = _KIND_NAME[kind_id]
     end = n if stop is None else min(max(stop, 0), n)
     first = min(max(start, 0), end)

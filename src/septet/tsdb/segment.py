@@ -301,6 +301,14 @@ class SegmentReader:
         values, _ = codecs.decode_values(self.view[off : off + n], np.dtype(np.int64), stop, out)
         return values
 
+    def frame(self, block: BlockMeta, col_id: int) -> tuple[tuple, memoryview] | None:
+        """(header, compressed payload) of one column of one block (codecs.frame); None when
+        the block predates the column."""
+        meta = block.cols.get(col_id)
+        if meta is None:
+            return None
+        return codecs.frame(self.view[meta[0] : meta[0] + meta[1]])
+
     def regular_ts(self, block: BlockMeta) -> tuple[int, int, int] | None:
         """(first, step, count) when a block's timestamps are one regular series, else None
         (see codecs.regular_timestamps): from the index when it says, else from the block."""
