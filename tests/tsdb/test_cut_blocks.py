@@ -65,7 +65,7 @@ def test_float_blocks_decoded_together_equal_each_decoded_alone(dtype, blocks_n,
         enc = codecs.encode_values(x)
         header, compressed = codecs.frame(enc.data)
         raw = codecs.decompress(compressed, codecs.compressor_name(header[0]))
-        group.append((_Keeper(), 3, lo, lo + m, raw, n))
+        group.append((_Keeper(), 3, lo, lo + m, raw, n, lo == 0 and m == n))
         want.append(x[lo : lo + m])
     blocks._decode_floats_together(group, np.dtype(dtype), m)
     for (keeper, _, lo, *_), w in zip(group, want, strict=True):
@@ -79,6 +79,9 @@ class _Keeper:
 
     def _keep_part(self, col, part):
         self.kept = (col, part)
+
+    def _keep_own(self, col, values, valid):  # the whole block
+        self.kept = (col, (0, values, valid))
 
 
 @settings(max_examples=150, deadline=None)
@@ -187,7 +190,8 @@ def stored(tmp_path_factory):
 def _queries(rng: np.random.Generator) -> list[str]:
     """Ranges of a few rows to some hundreds, repeated, nested, overlapping and growing, so
     that what a cut piece kept is reused, extended, and outgrown by the whole block."""
-    out = []
+    # Whole blocks that span several windows: decoded whole (together, see decode_cut).
+    out = ["SELECT _wstart, tbname, max(v), min(f), sum(i) FROM m PARTITION BY tbname INTERVAL(1h)"]
     span = 4000 * 10_000
     starts = rng.integers(0, span, size=12)
     for s in starts:

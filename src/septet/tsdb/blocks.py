@@ -608,40 +608,44 @@ BATCH_MIN_DECODES = 8
 
 
 def decode_cut(pieces: list[Piece], col_ids: list[int]) -> None:
-    """Decode the rows that cut pieces need of fixed-width columns whose blocks the cache
-    holds neither whole nor in part (what BlockPiece._cut_values would do a block at a time).
-    Float blocks without NULLs that need as many rows (the pieces of a query over many
-    tables, whose blocks cover the same times) are un-split and un-XORed together: a numpy
-    call per step for all of them instead of a dozen per block, the rows kept as slices of
-    one array."""
+    """Decode the blocks of fixed-width columns that block pieces will read and the cache
+    holds neither whole nor, for a cut piece, in part (what the pieces would do a block at a
+    time as they are read): the rows a cut piece needs when they are a small share of the
+    block (see PART_SHARE), else the whole block. Float blocks without NULLs that need as
+    many rows (the same times of many tables) are un-split and un-XORed together: a numpy
+    call per step for all of them instead of a dozen per block, kept as slices of one array."""
     todo = []
     for p in pieces:
-        if not isinstance(p, BlockPiece) or p.whole:
+        if not isinstance(p, BlockPiece):
             continue
         for col in col_ids:
             if p.types.get(col) not in _FIXED:
                 continue
             p.ts()
-            if p._held(col) is not None or p._part_held(col) is not None:
+            if p._held(col) is not None or (not p.whole and p._part_held(col) is not None):
                 continue
-            rows = p._part_rows(col)
-            got = None if rows is None else p.reader.frame(p.block, col)
-            if got is not None:
-                todo.append((p, col, rows, got))
+            got = p.reader.frame(p.block, col)
+            if got is None:
+                continue
+            rows = None if p.whole else p._part_rows(col)
+            todo.append((p, col, rows, got))
     if len(todo) < BATCH_MIN_DECODES:
         return  # read one by one as the query reaches them
     together: dict[tuple, list] = {}
-    for p, col, (lo, hi), (header, compressed) in todo:
+    for p, col, rows, (header, compressed) in todo:
         comp, kind, width, nulls, n, _ = header
         raw = codecs.decompress(compressed, codecs.compressor_name(comp))
         dtype = p.dtype_of(col)
+        lo, hi = (0, n) if rows is None else rows
         if (
             kind == codecs.FLOAT_ID
             and not nulls
             and dtype.itemsize == width
             and len(raw) >= n * width
         ):
-            together.setdefault((dtype, hi - lo), []).append((p, col, lo, hi, raw, n))
+            together.setdefault((dtype, hi - lo), []).append((p, col, lo, hi, raw, n, rows is None))
+        elif rows is None:
+            p._keep_own(col, *codecs.decode_raw(header, raw, dtype))
         else:
             x, valid = codecs.decode_raw(header, raw, dtype, hi, scratch(hi * 8), lo)
             p._keep_decoded(col, lo, x, valid)
@@ -651,13 +655,14 @@ def decode_cut(pieces: list[Piece], col_ids: list[int]) -> None:
 
 def _decode_floats_together(group: list, dtype: np.dtype, m: int) -> None:
     """Rows lo to hi (``m`` of them) of float blocks (codecs.xor_split_encode, decompressed:
-    ``raw``, ``n`` values each), kept for their pieces."""
+    ``raw``, ``n`` values each), kept for their pieces: as the block's own arrays (``whole``)
+    or as the rows kept of it."""
     width = dtype.itemsize
     utype = np.dtype(np.uint64 if width == 8 else np.uint32)
     x = np.empty((len(group), m), utype)
     as_bytes = x.view(np.uint8).reshape(len(group), m, width)
     seeds = np.zeros((len(group), width), np.uint8)
-    for k, (_, _, lo, hi, raw, n) in enumerate(group):
+    for k, (_, _, lo, hi, raw, n, _) in enumerate(group):
         planes = np.frombuffer(raw, np.uint8, count=n * width).reshape(width, n)
         as_bytes[k].T[...] = planes[:, lo:hi]
         if lo:  # the XOR of every word before lo (see codecs.xor_split_decode)
@@ -665,8 +670,11 @@ def _decode_floats_together(group: list, dtype: np.dtype, m: int) -> None:
     np.bitwise_xor.accumulate(x, axis=1, out=x)
     x ^= seeds.view(utype)
     values = x.view(dtype)
-    for k, (p, col, lo, _, _, _) in enumerate(group):
-        p._keep_part(col, (lo, values[k], None))
+    for k, (p, col, lo, _, _, _, whole) in enumerate(group):
+        if whole:
+            p._keep_own(col, values[k], None)
+        else:
+            p._keep_part(col, (lo, values[k], None))
 
 
 def search_sorted_runs(ts: np.ndarray, lo: np.ndarray, hi: np.ndarray, v: np.ndarray) -> np.ndarray:

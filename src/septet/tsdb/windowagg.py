@@ -469,8 +469,10 @@ def aggregate(
     if len(in_arenas) < len(cut) and len(cut) * (len(needs) + 1) >= MIN_PARALLEL_OWN_DECODES:
         chosen = {id(p) for p in in_arenas}
         prefetch([p for p in cut if id(p) not in chosen], list(needs), threads)
-    # The cut pieces' blocks not decoded yet, decoded together.
-    decode_cut([p for _, ps in rest for p in ps if not p.whole], list(needs))
+    # The blocks of the pieces read one by one that are not decoded yet, decoded together.
+    if cut:
+        alone = {id(p) for p in in_arenas}
+        decode_cut([p for p in cut if id(p) not in alone], list(needs))
     parts = [_tables_partials(rest, wins, plans)]
     if arena_groups:
         parts.append(_arena_partials(arena_groups, wins, plans, threads))
