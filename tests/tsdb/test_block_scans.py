@@ -46,8 +46,15 @@ def decoded(monkeypatch):
         seen.append(col_id)
         return as_numpy(self, block, col_id, dtype, *prefix)
 
+    as_frame = segment.SegmentReader.frame
+
+    def counting_frame(self, block, col_id):  # read to be decoded (blocks.decode_cut)
+        seen.append(col_id)
+        return as_frame(self, block, col_id)
+
     monkeypatch.setattr(segment.SegmentReader, "read_column", counting_arrow)
     monkeypatch.setattr(segment.SegmentReader, "read_values", counting_numpy)
+    monkeypatch.setattr(segment.SegmentReader, "frame", counting_frame)
     return seen
 
 

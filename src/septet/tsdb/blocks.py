@@ -624,15 +624,15 @@ def decode_cut(pieces: list[Piece], col_ids: list[int]) -> None:
             p.ts()
             if p._held(col) is not None or (not p.whole and p._part_held(col) is not None):
                 continue
-            got = p.reader.frame(p.block, col)
-            if got is None:
-                continue
-            rows = None if p.whole else p._part_rows(col)
-            todo.append((p, col, rows, got))
+            todo.append((p, col, None if p.whole else p._part_rows(col)))
     if len(todo) < BATCH_MIN_DECODES:
         return  # read one by one as the query reaches them
     together: dict[tuple, list] = {}
-    for p, col, rows, (header, compressed) in todo:
+    for p, col, rows in todo:
+        got = p.reader.frame(p.block, col)
+        if got is None:  # the block predates the column: read as usual (all NULL)
+            continue
+        header, compressed = got
         comp, kind, width, nulls, n, _ = header
         raw = codecs.decompress(compressed, codecs.compressor_name(comp))
         dtype = p.dtype_of(col)
