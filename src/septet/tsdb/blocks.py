@@ -258,7 +258,7 @@ class BlockPiece(Piece):
         if own is not None:
             return self._locate(own[0], 0)
         key = (self.index, TS, "part")
-        part = entry.get(key)  # (from time, to time, first row, timestamps)
+        part = entry.get(key)  # (from time, to time, first row, timestamps, None)
         if part is not None and part[0] <= self.t0 and self.t1 <= part[1]:
             return self._locate(part[3], part[2])
         rows = self.block.rows
@@ -287,7 +287,7 @@ class BlockPiece(Piece):
             kept += first
             t_from = first + step * (a - 1) + 1 if a > 0 else self.block.t0
             t_to = first + step * b - 1 if b < rows else self.block.t1
-        self._keep_part(TS, (t_from, t_to, a, kept))
+        self._keep_part(TS, (t_from, t_to, a, kept, None))  # (None: no validity, see _nbytes)
         return self._locate(kept, a)
 
     def _cut_values(self, col: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -433,8 +433,11 @@ def _cut(
 
 
 def _nbytes(arrays: tuple) -> int:
-    """Bytes of the numpy arrays in a tuple."""
-    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+    """Bytes of what the cache keeps of a block's column: a tuple that ends with values and
+    validity or None (own arrays; rows kept: first row, values, validity; timestamps kept:
+    times, first row, timestamps, None)."""
+    values, valid = arrays[-2:]
+    return values.nbytes + (0 if valid is None else valid.nbytes)
 
 
 _scratch = threading.local()
