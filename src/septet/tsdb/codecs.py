@@ -317,8 +317,7 @@ def decode_values(
     the rows before its first). ``out``: a uint8 array to decode into instead of fresh
     memory (a new page costs as much as decoding it): the values returned may then be a
     view of it, valid until ``out`` is written again."""
-    header = block_header(data)
-    compressed = memoryview(data)[_HEADER.size : _HEADER.size + header[5]]
+    header, compressed = frame(data)
     raw = decompress(compressed, _COMPRESSOR_NAME[header[0]])
     return decode_raw(header, raw, dtype, stop, out, start)
 
