@@ -19,7 +19,7 @@ def free_port() -> int:
 
 
 class ThreadServer:
-    def __init__(self, directory, asgi: bool = False, **kw):
+    def __init__(self, directory, asgi: bool = False, keep_alive_s: float = KEEP_ALIVE_S, **kw):
         self.directory = Path(directory)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -31,7 +31,7 @@ class ThreadServer:
             self.is_started = lambda: self.server.started
         else:  # the settings `septet tsdb serve` runs with (keep-alive and all)
             self.app = create_app(directory, **kw)
-            self.server = HttpServer(self.app, "127.0.0.1", self.port, KEEP_ALIVE_S)
+            self.server = HttpServer(self.app, "127.0.0.1", self.port, keep_alive_s)
             self.is_started = self.server.started.is_set
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -250,3 +250,15 @@ def test_large_answers_back_to_back_on_one_connection(server):
         data = json.loads(body)
         assert status == 200 and len(body) > 65536
         assert data["rows"] == 6000 and data["data"][-1][1] == 5999
+
+
+def test_idle_connections_are_closed_after_the_keep_alive_time(tmp_path):
+    with (
+        ThreadServer(tmp_path, fsync="off", keep_alive_s=1) as s,
+        socket.create_connection(("127.0.0.1", s.port), timeout=30) as sock,
+    ):
+        sock.sendall(post("/rest/sql", b"SELECT 1"))
+        assert read_answers(sock, 1)[0][0] == 200
+        started = time.monotonic()
+        assert closed_by_server(sock)
+        assert time.monotonic() - started > 0.5  # not at once: after the keep-alive time
