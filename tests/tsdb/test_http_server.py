@@ -176,10 +176,10 @@ def test_shutdown_answers_the_requests_in_flight_then_flushes(tmp_path):
         real = s.app.server.run_sql
         started = threading.Event()
 
-        def slow(user, sql, database):
+        def slow(*args):
             started.set()
             time.sleep(0.5)
-            return real(user, sql, database)
+            return real(*args)
 
         s.app.server.run_sql = slow
         got = {}
@@ -262,3 +262,50 @@ def test_idle_connections_are_closed_after_the_keep_alive_time(tmp_path):
         started = time.monotonic()
         assert closed_by_server(sock)
         assert time.monotonic() - started > 0.5  # not at once: after the keep-alive time
+
+
+@pytest.mark.parametrize("asgi", [False, True])
+def test_answers_as_arrow_streams_on_request(tmp_path, asgi):
+    """?format=arrow or Accept: application/vnd.apache.arrow.stream gets the answer as an
+    Arrow IPC stream with the table's own types: the embedded engine's table for the same
+    SELECT, also for a planned window aggregate; statements without rows answer
+    affected_rows; errors stay JSON; an unknown format is a 400."""
+    import pyarrow as pa
+
+    from septet.tsdb.connection import connect
+
+    with ThreadServer(tmp_path, asgi=asgi, fsync="off") as s:
+
+        def sql(text, **kw):
+            return httpx.post(f"{s.url}/rest/sql/a", content=text, auth=ROOT, **kw)
+
+        httpx.post(f"{s.url}/rest/sql", content="CREATE DATABASE a", auth=ROOT)
+        lines = "\n".join(
+            f"m,host=h{i % 3} v={i * 0.5},n={i}i {1700000000000 + 10_000 * i}" for i in range(500)
+        )
+        w = httpx.post(f"{s.url}/influxdb/v1/write?db=a&precision=ms", content=lines, auth=ROOT)
+        assert w.status_code == 204
+        arrow = {"headers": {"Accept": "application/vnd.apache.arrow.stream"}}
+        select = "SELECT _ts, host, v, n FROM m WHERE v > 10 ORDER BY _ts"
+        window = "SELECT _wstart, max(v), count(*) FROM m WHERE host IN ('h1') INTERVAL(1m)"
+        answers = {}
+        for text in (select, window, window):  # the second window one runs planned
+            r = sql(text, **arrow)
+            assert r.status_code == 200
+            assert r.headers["content-type"] == "application/vnd.apache.arrow.stream", r.text
+            answers.setdefault(text, []).append(pa.ipc.open_stream(r.content).read_all())
+        assert s.app.server.plans.hits == 1  # the window aggregate's second run
+        assert sql(select, params={"format": "arrow"}).content == sql(select, **arrow).content
+        r = sql("INSERT INTO m_h9 USING m TAGS ('h9') VALUES (NOW, 1.0, 1)", **arrow)
+        assert pa.ipc.open_stream(r.content).read_all().to_pylist() == [{"affected_rows": 1}]
+        r = sql("SELEC oops", **arrow)
+        assert r.headers["content-type"] == "application/json" and r.json()["code"] != 0
+        r = sql(select, params={"format": "xml"})
+        assert r.status_code == 400 and "json or arrow" in r.json()["desc"]
+    with connect(tmp_path) as con:
+        con.execute("USE a")
+        for text, tables in answers.items():
+            expected = con.execute(text).fetch_arrow()
+            for got in tables:
+                assert got.column_names == expected.column_names
+                assert got.to_pylist() == expected.to_pylist()

@@ -440,9 +440,9 @@ def test_quick_selects_run_on_the_event_loop_and_the_rest_on_the_pool(tmp_path):
         ran_on: list[str] = []
         real = server.run_sql
 
-        def spy(user, sql, database):
+        def spy(*args):
             ran_on.append("pool" if threading.current_thread().name.startswith("tsdb-") else "loop")
-            return real(user, sql, database)
+            return real(*args)
 
         server.run_sql = spy
 

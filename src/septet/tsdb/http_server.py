@@ -37,6 +37,7 @@ from urllib.parse import unquote
 import httptools
 
 from septet.tsdb.errors import TsdbError
+from septet.tsdb.rest_format import ARROW_STREAM, ArrowAnswer
 from septet.tsdb.server import CODE_ERROR, App, _error, _Reply
 
 _log = logging.getLogger(__name__)
@@ -54,13 +55,15 @@ _REASONS = {
 
 class _Request:
     __slots__ = (
-        "auth", "body", "expect", "head", "keep_alive", "length", "method", "reply", "size", "url"
+        "accept", "auth", "body", "expect", "head", "keep_alive", "length", "method", "reply",
+        "size", "url",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.url = b""
         self.head = 0  # bytes of request line and headers
         self.auth: str | None = None
+        self.accept: str | None = None
         self.length = -1  # Content-Length (-1: none)
         self.expect = False  # Expect: 100-continue
         self.body: list[bytes] = []
@@ -150,6 +153,8 @@ class _Connection(asyncio.Protocol):
         name = name.lower()
         if name == b"authorization":
             r.auth = value.decode("latin-1")
+        elif name == b"accept":
+            r.accept = value.decode("latin-1")
         elif name == b"content-length" and value.strip().isdigit():
             r.length = int(value)
         elif name == b"expect" and value.strip().lower() == b"100-continue":
@@ -196,7 +201,7 @@ class _Connection(asyncio.Protocol):
                 continue
             path = unquote(url.path.decode("latin-1"))
             body = b"".join(r.body) if len(r.body) != 1 else r.body[0]
-            got = self.app.request(r.method, path, url.query or b"", r.auth, body)
+            got = self.app.request(r.method, path, url.query or b"", r.auth, body, r.accept)
             if not callable(got):
                 self._send(r, got)
                 continue
@@ -225,11 +230,12 @@ class _Connection(asyncio.Protocol):
         status, body = reply
         close = self.closing or not r.keep_alive or r.reply is not None
         length = len(body) if body else 0
+        kind = ARROW_STREAM if isinstance(body, ArrowAnswer) else "application/json"
         if r.method == "HEAD":
             body = None  # the head of the answer a GET would get
         head = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\ndate: {_date()}\r\n"]
         if length:
-            head.append(f"content-type: application/json\r\ncontent-length: {length}\r\n")
+            head.append(f"content-type: {kind}\r\ncontent-length: {length}\r\n")
         elif status != 204:
             head.append("content-length: 0\r\n")
         head.append("connection: close\r\n\r\n" if close else "\r\n")

@@ -30,7 +30,16 @@ from septet.tsdb.executor import Result, Session
 from septet.tsdb.parallel import cores
 from septet.tsdb.parse_pool import ParsePool
 from septet.tsdb.prepared import Plans
-from septet.tsdb.rest_format import _dumps, rest_body, rest_json, rest_json_columns
+from septet.tsdb.rest_format import (
+    ARROW_STREAM,
+    ArrowAnswer,
+    _dumps,
+    columns_table,
+    rest_arrow,
+    rest_body,
+    rest_json,
+    rest_json_columns,
+)
 from septet.tsdb.statement_cache import StatementCache
 from septet.tsdb.users import AuthError, PermissionDenied, User, Users
 
@@ -113,20 +122,24 @@ class Server:
             raise AuthError("malformed Basic credentials")
         return self.users.authenticate(name, password)
 
-    def run_sql(self, user: User, sql: str, database: str | None) -> bytes:
-        """Run statements as ``user``; the REST body (JSON) of the last one."""
+    def run_sql(self, user: User, sql: str, database: str | None, arrow: bool = False) -> bytes:
+        """Run statements as ``user``; the REST body of the last one: JSON, or an Arrow IPC
+        stream (``arrow``, see rest_format.rest_arrow)."""
         t0 = time.perf_counter()
         planned = self.plans.run(self.engine, sql, database)  # a SELECT any user may run
         if planned is not None:
             columns, shape = planned
-            body = rest_json_columns(columns)
+            if arrow:
+                body = rest_arrow(Result(columns_table(columns), 0))
+            else:
+                body = rest_json_columns(columns)
         else:
             session = Session(self.engine, database)
             result = Result(None, 0)
             statements, shape = self.statements.parse_with_shape(sql)
             for stmt in statements:
                 result = self._statement(user, session, stmt)
-            body = rest_json(result)
+            body = rest_arrow(result) if arrow else rest_json(result)
             if shape is not None:
                 self.plans.learn(self.engine, shape, database)
         if shape is not None:
@@ -238,7 +251,6 @@ class Server:
 
 _Reply = tuple[int, bytes | None]  # HTTP status and JSON body (None: no body)
 _Work = Callable[["Server", User, Any], _Reply]
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 def _reply(status: int, value: Any) -> _Reply:
@@ -287,10 +299,17 @@ class App:
             self.server = None
 
     def request(
-        self, method: str, path: str, query_string: bytes, auth: str | None, body: bytes
+        self,
+        method: str,
+        path: str,
+        query_string: bytes,
+        auth: str | None,
+        body: bytes,
+        accept: str | None = None,
     ) -> _Reply | Callable[[], _Reply]:
         """The reply to a request when it is ready at once (an error, a quick SELECT), else
-        the work that makes it, to run on the pool (it turns every error into a reply)."""
+        the work that makes it, to run on the pool (it turns every error into a reply).
+        ``accept``: the Accept header (an Arrow stream asked for there is ``format=arrow``)."""
         route = _route(method, path)
         if isinstance(route[0], int):
             return route  # type: ignore[return-value]
@@ -300,6 +319,8 @@ class App:
             return _error(503, CODE_ERROR, "the server is starting or shutting down")
         server.requests += 1
         query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+        if accept is not None and ARROW_STREAM in accept:
+            query["format"] = "arrow"
         work = make_work(_parts(path), query)
 
         def run() -> _Reply:
@@ -332,10 +353,16 @@ class App:
         return run
 
     async def respond(
-        self, method: str, path: str, query_string: bytes, auth: str | None, body: bytes
+        self,
+        method: str,
+        path: str,
+        query_string: bytes,
+        auth: str | None,
+        body: bytes,
+        accept: str | None = None,
     ) -> _Reply:
         """The reply to a request (see request)."""
-        got = self.request(method, path, query_string, auth, body)
+        got = self.request(method, path, query_string, auth, body, accept)
         if callable(got):
             return await asyncio.get_running_loop().run_in_executor(self.pool, got)
         return got
@@ -369,14 +396,19 @@ class App:
         if isinstance(body, _TooLarge):
             status, body = self.too_large()
         else:
-            auth = None
+            auth = accept = None
             for key, value in scope["headers"]:
                 if key == b"authorization":
                     auth = value.decode("latin-1")
+                elif key == b"accept":
+                    accept = value.decode("latin-1")
             status, body = await self.respond(
-                scope["method"], scope["path"], scope["query_string"], auth, body
+                scope["method"], scope["path"], scope["query_string"], auth, body, accept
             )
-        headers = [*_JSON_HEADERS, (b"content-length", b"%d" % len(body))] if body else []
+        headers = []
+        if body:
+            kind = ARROW_STREAM.encode() if isinstance(body, ArrowAnswer) else b"application/json"
+            headers = [(b"content-type", kind), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body or b""})
 
@@ -418,7 +450,14 @@ def _health_route(parts: list[str], query: dict) -> _Work:
 
 def _sql_route(parts: list[str], query: dict) -> _Work:
     database = parts[2] if len(parts) == 3 else None  # /rest/sql or /rest/sql/<db>
-    return lambda server, user, text: (200, server.run_sql(user, text, database))
+    fmt = query.get("format", "json")
+
+    def work(server: Server, user: User, text: Any) -> _Reply:
+        if fmt not in ("json", "arrow"):
+            raise _BadRequest(f"format={fmt} is not an answer format; use json or arrow")
+        return 200, server.run_sql(user, text, database, fmt == "arrow")
+
+    return work
 
 
 def _influx_route(parts: list[str], query: dict) -> _Work:
