@@ -38,8 +38,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
+import httptools
 import httpx
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -109,9 +111,11 @@ class Http:
 
     The client's own cost counts in every HTTP server's latency but not in PostgreSQL's,
     whose client is libpq and psycopg's C extension. Measured on this machine against septet
-    with single-groupby-5-1-1 (mean client CPU per request, back to back / after 10 ms idle):
-    httpx ~0.45 ms, the standard library's http.client 0.31 / 0.57 ms (its header parsing
-    goes through the email package), this 0.17 / 0.29 ms. A connection idle for longer than
+    with single-groupby-5-1-1 (mean client CPU per request, back to back / after 10 ms idle,
+    two rounds side by side): the standard library's http.client 0.21-0.23 / 0.35-0.44 ms,
+    this 0.18-0.23 / 0.31-0.37 ms (httpx cost ~0.3 ms more than http.client); on a large
+    answer the JSON decoder is what counts (high-cpu-all at 1,000 hosts: the standard
+    library's ~1.8 s, orjson ~1 s, of 59 MB). A connection idle for longer than
     ``idle_s`` is replaced before use, as httpx does (keepalive_expiry 5 s), so that no
     server's idle timeout is raced; a server that closes a connection otherwise is an error,
     reported as such. Chunked answers (Go's servers send large ones so) are decoded by the
@@ -155,8 +159,6 @@ class Http:
         return status, data
 
     def _answer(self) -> tuple[int, bytes, bool]:
-        import httptools
-
         got = _Answer()
         parser = httptools.HttpResponseParser(got)
         while not got.complete:
@@ -170,8 +172,6 @@ class Http:
         """The JSON answer, decoded by orjson (C), as psycopg decodes PostgreSQL's rows in C:
         the standard library's decoder took ~1.8 s of a 59 MB answer (high-cpu-all at 1,000
         hosts), more than the servers took to make it."""
-        import orjson
-
         status, data = self.request(method, path, **kw)
         if status != 200:
             raise RuntimeError(f"HTTP {status}: {data[:300]!r}")

@@ -352,7 +352,7 @@ def test_segment_maps_have_their_pages_mapped_within_the_cache_budget(stored, tm
     size = seg.stat().st_size
     got = {}
     for budget in (size, size - 1):  # the file fits the block cache's budget, or not
-        c = tsdb.connect(stored, block_cache_bytes=budget)
+        c = tsdb.connect(stored, block_cache_bytes=budget, populate_maps=True)
         e = c.engine
         assert _resident_bytes(seg) >= (size // 4096 * 4096 if budget >= size else 0)
         assert e._populated == (size if budget >= size else 0)
@@ -364,7 +364,7 @@ def test_segment_maps_have_their_pages_mapped_within_the_cache_budget(stored, tm
 
 
 def test_compaction_gives_back_what_the_replaced_maps_counted(tmp_path):
-    c = tsdb.connect(tmp_path / "db", max_segments=2)
+    c = tsdb.connect(tmp_path / "db", max_segments=2, populate_maps=True)
     c.execute("CREATE DATABASE s KEEP 36500")
     c.execute("USE s")
     c.execute("CREATE TABLE t (ts TIMESTAMP, v DOUBLE)")

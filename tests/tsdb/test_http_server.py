@@ -309,3 +309,13 @@ def test_answers_as_arrow_streams_on_request(tmp_path, asgi):
             for got in tables:
                 assert got.column_names == expected.column_names
                 assert got.to_pylist() == expected.to_pylist()
+
+
+def test_a_server_maps_segments_at_once_and_embedded_use_does_not(server, tmp_path):
+    """populate_maps (reading segment files whole when mapped) is a long-lived server's
+    choice: a one-off embedded query should not read every file first."""
+    from septet.tsdb.connection import connect
+
+    assert server.app.server.engine.options.populate_maps
+    with connect(tmp_path) as con:
+        assert not con.engine.options.populate_maps

@@ -65,11 +65,6 @@ _log = logging.getLogger(__name__)
 _INSERT = 1
 _GROUP_HEADER = struct.Struct("<QQ")  # tables in the group, IPC stream length
 _MAX_CHUNKS = 32  # memtable chunks per table before they are merged into one
-# Segment files are mapped with their pages mapped at once (MAP_POPULATE) while the mapped
-# files fit in the block cache's budget: the first read of a block through a fresh map
-# otherwise takes a page fault (~4 us of a ~10 us block decode, the cost a restarted server
-# pays on every block its queries read first). A file not in the page cache is read whole.
-POPULATE_MAPS = True
 
 
 def default_cache_bytes() -> int:
@@ -95,6 +90,12 @@ class EngineOptions:
     # Encode flushed segments in a process of their own while writes go on (septet.tsdb.flusher):
     # what a server wants; embedded use keeps the simpler flush in the caller's thread.
     background_flush: bool = False
+    # Map segment files with their pages mapped at once (MAP_POPULATE) while the mapped files
+    # fit in block_cache_bytes: the first read of a block through a fresh map otherwise takes
+    # a page fault (~4 us of a ~10 us block decode, what a restarted server pays on every
+    # block its queries read first). Opening then reads the files not in the page cache whole:
+    # worth it for a long-lived server, not for a one-off query (the server turns it on).
+    populate_maps: bool = False
 
     @staticmethod
     def from_kwargs(kwargs: dict[str, Any]) -> EngineOptions:
@@ -237,8 +238,7 @@ class Engine:
         self.segments: dict[tuple[str, int], list[str]] = {}
         self._partitions: dict[str, list[tuple[int, list[str]]]] = {}  # db -> sorted segments
         self.readers: dict[str, SegmentReader] = {}
-        self._populated = 0  # bytes of the segment files mapped with MAP_POPULATE
-        self._populated_sizes: dict[str, int] = {}
+        self._populated_sizes: dict[str, int] = {}  # segment -> bytes mapped with MAP_POPULATE
         self.mem: dict[int, _MemTable] = {}
         self._pending: list[TableRuns] = []  # inserts not yet split into ``mem``: _settle
         self._pending_bytes = 0
@@ -364,7 +364,7 @@ class Engine:
             for reader in self.readers.values():
                 reader.close()
             self.readers.clear()
-            self._populated, self._populated_sizes = 0, {}
+            self._populated_sizes = {}
             self.closed = True
 
     def _check_open(self) -> None:
@@ -911,7 +911,7 @@ class Engine:
                 _log.exception("a background flush failed; its rows stay in the memtable")
                 for _, name in opened:
                     self.readers.pop(name).close()
-                    self._populated -= self._populated_sizes.pop(name, 0)
+                    self._populated_sizes.pop(name, None)
                 if self.path is not None:
                     for name in names.values():
                         (self.path / name).unlink(missing_ok=True)
@@ -994,17 +994,21 @@ class Engine:
         self._open_segment(name)
         return name
 
+    @property
+    def _populated(self) -> int:
+        """Bytes of the segment files mapped with MAP_POPULATE (see populate_maps)."""
+        return sum(self._populated_sizes.values())
+
     def _open_segment(self, name: str) -> None:
         if self.path is None:
             self.readers[name] = SegmentReader(name, self._memory_segments[name])
             return
         with open(self.path / name, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            populate = getattr(mmap, "MAP_POPULATE", 0) if POPULATE_MAPS else 0
+            populate = getattr(mmap, "MAP_POPULATE", 0) if self.options.populate_maps else 0
             if populate and self._populated + size <= self.options.block_cache_bytes:
                 flags = mmap.MAP_SHARED | populate
                 data = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
-                self._populated += size
                 self._populated_sizes[name] = size
             else:
                 data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -1013,7 +1017,7 @@ class Engine:
     def _remove_segments(self, names: list[str]) -> None:
         for name in names:
             reader = self.readers.pop(name, None)
-            self._populated -= self._populated_sizes.pop(name, 0)
+            self._populated_sizes.pop(name, None)
             if reader is not None:
                 self.cache.evict_segment(name)
                 # BufferError: an Arrow array still views the map; the GC unmaps it later.

@@ -188,10 +188,16 @@ class ArrowAnswer(bytes):
     """An answer that is an Arrow IPC stream rather than JSON (its media type says so)."""
 
 
+def media_type(body: bytes) -> str:
+    """The Content-Type of an answer's body: an Arrow stream's, else JSON's."""
+    return ARROW_STREAM if isinstance(body, ArrowAnswer) else "application/json"
+
+
 def rest_arrow(result: Result) -> ArrowAnswer:
     """A result as an Arrow IPC stream: the table with its own types (timestamps as
-    timestamps, numbers as numbers), for clients that read large answers with Arrow, where
-    JSON costs ~1 us of server and client CPU per value; a statement without rows answers a
+    timestamps, numbers as numbers), for clients that read large answers with Arrow (JSON
+    cost ~0.25 us of server and client CPU per value of high-cpu-all's 500,000 x 12 answer,
+    Arrow ~0.01 us); a statement without rows answers a
     one-row ``affected_rows`` table, as the JSON body does."""
     table = result.table
     if table is None:
@@ -204,12 +210,7 @@ def rest_arrow(result: Result) -> ArrowAnswer:
 
 def columns_table(columns: list[tuple[str, pa.DataType, np.ndarray, Any]]) -> pa.Table:
     """The Arrow table of columns given as (name, Arrow type, numpy values, validity or None)."""
-    return pa.table(
-        {
-            name: pa.array(v, t) if ok is None else from_numpy_valid(v, ok, t)
-            for name, t, v, ok in columns
-        }
-    )
+    return pa.table({name: from_numpy_valid(v, ok, t) for name, t, v, ok in columns})
 
 
 def rest_json(result: Result) -> bytes:

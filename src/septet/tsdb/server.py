@@ -32,9 +32,9 @@ from septet.tsdb.parse_pool import ParsePool
 from septet.tsdb.prepared import Plans
 from septet.tsdb.rest_format import (
     ARROW_STREAM,
-    ArrowAnswer,
     _dumps,
     columns_table,
+    media_type,
     rest_arrow,
     rest_body,
     rest_json,
@@ -69,6 +69,7 @@ class Server:
         # A server flushes in the background (septet.tsdb.flusher): writes are not held up
         # for the seconds a large memtable takes to encode.
         options.setdefault("background_flush", True)
+        options.setdefault("populate_maps", True)  # long-lived: worth reading segments at once
         self.engine = Engine(self.directory, fsync=fsync, **options)
         # Parser processes, one per core but the one this process works on (parse_pool.py).
         wanted = cores() - 1 if parse_processes is None else parse_processes
@@ -352,21 +353,6 @@ class App:
                 lock.release()
         return run
 
-    async def respond(
-        self,
-        method: str,
-        path: str,
-        query_string: bytes,
-        auth: str | None,
-        body: bytes,
-        accept: str | None = None,
-    ) -> _Reply:
-        """The reply to a request (see request)."""
-        got = self.request(method, path, query_string, auth, body, accept)
-        if callable(got):
-            return await asyncio.get_running_loop().run_in_executor(self.pool, got)
-        return got
-
     # ASGI
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "http":
@@ -402,12 +388,15 @@ class App:
                     auth = value.decode("latin-1")
                 elif key == b"accept":
                     accept = value.decode("latin-1")
-            status, body = await self.respond(
+            got = self.request(
                 scope["method"], scope["path"], scope["query_string"], auth, body, accept
             )
+            if callable(got):
+                got = await asyncio.get_running_loop().run_in_executor(self.pool, got)
+            status, body = got
         headers = []
         if body:
-            kind = ARROW_STREAM.encode() if isinstance(body, ArrowAnswer) else b"application/json"
+            kind = media_type(body).encode()
             headers = [(b"content-type", kind), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body or b""})
